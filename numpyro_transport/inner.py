@@ -1,0 +1,170 @@
+"""The inner Monte Carlo estimator of the drift m_λ(y) = E[X | Y_λ = y] and of Z·ν_λ(y).
+
+Each particle draws M points from the Gaussian-fit posterior (I2), in antithetic pairs,
+
+    q(x | y) = N(x; y/(1+λ), I/(1+λ)),
+
+which is exact when the whitened target is N(0, I). Since N(x; 0, I) N(y; λx, λI) =
+c_λ(y) q(x | y) with c_λ(y) = N(y; 0, λ(1+λ) I), the inner weights are
+
+    ω_j = c_λ(y) · γ(x_j) / N(x_j; 0, I) = c_λ(y) · exp(r_j),
+
+and Ĝ(y) = (1/M) Σ_j ω_j is an unbiased estimate of Z·ν_λ(y); it enters the SMC weights.
+
+The drift only feeds the proposal, so it may pool the whole population's draws (I3): the pool
+is a stratified sample of Q = (1/N) Σ_i q(· | y_i), and particle i weighs pool point x_l by
+exp(r_l) q(x_l | y_i) / Q(x_l) (balance heuristic). The optional gradient control variate
+(Stein: E[∇log γ(X)] + y − λ m = 0) gives m̂_g = (m̂ + y + Σ ω̄ ∇log γ)/(1 + λ), exact for a
+Gaussian target.
+
+Inner sizes adapt by blocks: the first ``b`` blocks of ``num_inner`` draws are evaluated; the
+rest are masked with r = −∞ and cost nothing.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from blackjax.smc.resampling import systematic
+from jax.scipy.special import logsumexp
+
+from numpyro_transport.path import gaussian_logpdf
+
+__all__ = ["InnerDraws", "DriftEstimate", "propose", "evaluate", "log_g", "normalize", "estimate"]
+
+
+class InnerDraws(NamedTuple):
+    """Every particle's own inner draws at its current (y, λ).
+
+    - **x** - ``(N, M_max, d)`` draws from q(· | y); only the first ``b·M`` are active.
+    - **log_r** - ``(N, M_max)`` log γ(x) − log N(x; 0, I); −∞ for inactive or non-finite.
+    - **grad** - ``(N, M_max, d)`` ∇log γ(x), or ``None`` without the control variate.
+    """
+
+    x: jax.Array
+    log_r: jax.Array
+    grad: jax.Array | None
+
+
+class DriftEstimate(NamedTuple):
+    """A particle's summary of p_λ(x | y), as the moves consume it.
+
+    - **mean** - ``(N, d)`` the drift m̂.
+    - **points** - ``(N, K, d)`` support points of the empirical posterior.
+    - **weights** - ``(N, K)`` their normalized weights; Ĉ = Σ_j w_j (p_j − p̄)(p_j − p̄)ᵀ.
+    - **ess** - ``(N,)`` the particle's own inner ESS, 1/Σ ω̄².
+    """
+
+    mean: jax.Array
+    points: jax.Array
+    weights: jax.Array
+    ess: jax.Array
+
+
+def propose(rng_key, y, lam, num_inner, num_blocks_max):
+    """Antithetic draws ``(N, num_blocks_max·num_inner, d)`` from q(· | y_i) for every particle."""
+    n, d = y.shape
+    half = jax.random.normal(rng_key, (n, num_blocks_max, num_inner // 2, d))
+    xi = jnp.concatenate([half, -half], axis=2).reshape(n, -1, d)
+    return y[:, None, :] / (1 + lam) + xi / jnp.sqrt(1 + lam)
+
+
+def evaluate(logdensity_fn, x, num_blocks, num_inner, with_grad):
+    """Evaluate the whitened target on the first ``num_blocks`` blocks of draws.
+
+    Non-finite values get r = −∞ (zero weight) and zero gradient.
+    """
+    n, m_max, d = x.shape
+    blocks = x.reshape(n, m_max // num_inner, num_inner, d)
+    if with_grad:
+        fn = jax.vmap(jax.vmap(jax.value_and_grad(logdensity_fn)))
+    else:
+        fn = jax.vmap(jax.vmap(lambda z: (logdensity_fn(z), None)))
+
+    def body(b, carry):
+        logp, grad = carry
+        lp, g = fn(blocks[:, b])
+        logp = logp.at[:, b].set(lp)
+        if with_grad:
+            grad = grad.at[:, b].set(g)
+        return logp, grad
+
+    logp0 = jnp.full((n, m_max // num_inner, num_inner), -jnp.inf, x.dtype)
+    grad0 = jnp.zeros_like(blocks) if with_grad else None
+    logp, grad = jax.lax.fori_loop(0, num_blocks, body, (logp0, grad0))
+    logp = logp.reshape(n, m_max)
+    finite = jnp.isfinite(logp)
+    log_r = (
+        jnp.where(finite, logp, -jnp.inf) + 0.5 * jnp.sum(x**2, -1) + 0.5 * d * jnp.log(2 * jnp.pi)
+    )
+    if with_grad:
+        grad = jnp.where(finite[..., None], grad.reshape(n, m_max, d), 0.0)
+        grad = jnp.where(jnp.isfinite(grad), grad, 0.0)
+    return InnerDraws(x, log_r, grad)
+
+
+def log_g(draws: InnerDraws, y, lam, num_active):
+    """log Ĝ(y) = log c_λ(y) + log mean_j exp(r_j), over the ``num_active`` active draws."""
+    log_c = jnp.where(lam > 0, gaussian_logpdf(y, 0.0, jnp.maximum(lam * (1 + lam), 1e-30)), 0.0)
+    return log_c + logsumexp(draws.log_r, axis=-1) - jnp.log(num_active)
+
+
+def normalize(log_w):
+    """Normalized weights and ESS; an all-zero row falls back to uniform weights."""
+    top = jnp.max(log_w, axis=-1, keepdims=True)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    w = jnp.exp(log_w - top)
+    total = jnp.sum(w, axis=-1, keepdims=True)
+    w = jnp.where(total > 0, w / jnp.where(total > 0, total, 1.0), 1.0 / w.shape[-1])
+    return w, 1.0 / jnp.sum(w**2, axis=-1)
+
+
+def _gate(mean, grad_mean, y, lam):
+    """Gradient control variate: m̂_g = (m̂ + y + Σ ω̄ ∇log γ)/(1+λ)."""
+    return (mean + y + grad_mean) / (1 + lam)
+
+
+def estimate(rng_key, draws: InnerDraws, y, lam, num_points, pooled, batch_size):
+    """Drift summary of every particle, from its own draws or from the pooled population."""
+    own_w, own_ess = normalize(draws.log_r)
+    if not pooled:
+        mean = jnp.einsum("nm,nmd->nd", own_w, draws.x)
+        if draws.grad is not None:
+            mean = _gate(mean, jnp.einsum("nm,nmd->nd", own_w, draws.grad), y, lam)
+        return DriftEstimate(mean, draws.x, own_w, own_ess)
+
+    n, m, d = draws.x.shape
+    pool = draws.x.reshape(n * m, d)
+    log_r = draws.log_r.reshape(n * m)
+    centres = y / (1 + lam)
+    prec = 1 + lam
+    sq_pool = jnp.sum(pool**2, -1)
+
+    def log_kernel(c):  # log q(pool | y_i) up to a constant, for a batch of centres c
+        return -0.5 * prec * (sq_pool - 2 * c @ pool.T + jnp.sum(c**2, -1)[:, None])
+
+    # log Q(x_l) = logsumexp_i log q(x_l | y_i) + const, accumulated over particle chunks.
+    chunks = centres.reshape(-1, _chunk(n, batch_size), d)
+    log_q = jax.lax.map(lambda c: logsumexp(log_kernel(c), axis=0), chunks)
+    log_q = logsumexp(log_q, axis=0)
+    base = log_r - log_q
+    grads = None if draws.grad is None else draws.grad.reshape(n * m, d)
+
+    def one(args):
+        key, c = args
+        w, _ = normalize(base + log_kernel(c[None])[0])
+        mean = w @ pool
+        if grads is not None:
+            mean = _gate(mean, w @ grads, c * prec, lam)
+        idx = systematic(key, w, num_points)
+        return mean, pool[idx]
+
+    keys = jax.random.split(rng_key, n)
+    mean, points = jax.lax.map(one, (keys, centres), batch_size=batch_size)
+    weights = jnp.full((n, num_points), 1.0 / num_points, pool.dtype)
+    return DriftEstimate(mean, points, weights, own_ess)
+
+
+def _chunk(n, batch_size):
+    """Largest divisor of n not above batch_size."""
+    return max(k for k in range(1, min(n, batch_size) + 1) if n % k == 0)

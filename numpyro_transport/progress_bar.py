@@ -1,0 +1,44 @@
+"""A tqdm progress bar over the sweeps of a run, fed from ``jit`` by ``jax.debug.callback``.
+
+The jitted sweep always calls the same host function :func:`update` (so opening a bar never
+causes a recompilation); :func:`bar` opens the bar it feeds. Within a sweep, progress is
+log(1 + λ)/log(1 + Λ), which tracks the number of I-MMSE steps better than λ itself.
+"""
+
+import contextlib
+import math
+
+from tqdm.auto import tqdm
+
+__all__ = ["bar", "update"]
+
+_active: dict = {}
+
+
+@contextlib.contextmanager
+def bar(num_sweeps: int, max_lambda: float, desc: str = "transport"):
+    """Show one bar for the ``num_sweeps`` sweeps run inside this context."""
+    state = dict(scale=1.0 / math.log1p(max_lambda), done=0, num_sweeps=num_sweeps)
+    state["bar"] = tqdm(total=num_sweeps, desc=desc, unit="sweep", bar_format=_FORMAT)
+    _active.update(state)
+    try:
+        yield
+    finally:
+        _active["bar"].close()
+        _active.clear()
+
+
+_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total} sweeps [{elapsed}{postfix}]"
+
+
+def update(lam, done):
+    """Host callback: move the active bar to λ within the current sweep."""
+    if not _active:
+        return
+    progress = _active["bar"]
+    within = 1.0 if bool(done) else min(1.0, _active["scale"] * math.log1p(float(lam)))
+    progress.n = _active["done"] + within
+    progress.set_postfix_str(f"λ={float(lam):.3g}", refresh=False)
+    progress.refresh()
+    if bool(done):
+        _active["done"] += 1

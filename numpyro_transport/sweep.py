@@ -1,0 +1,397 @@
+"""One SMC sweep along the SL path: ``init``, ``build_kernel`` and the sweep driver.
+
+Random-weight SMC with intermediate targets Γ_k = Z·ν_{λ_k}, each estimated per particle by the
+unbiased Ĝ_k of :mod:`numpyro_transport.inner`, and the Brownian-bridge backward kernel L.
+Particle i's incremental weight is
+
+    log w = log Ĝ_k(y') − log Ĝ_{k-1}(y) + log L(y' → y) − log M_k(y → y'),
+
+(at λ_0 = 0 the middle terms vanish), and log Ẑ = Σ_k log Σ_i W^i_{k-1} w^i_k. For a fixed grid
+and fixed inner sizes Ẑ is unbiased. The final selection J ∝ ω_J among a particle's own draws at
+Λ makes the output exact: x_J ~ π under the extended target, whatever Λ.
+
+The adaptive sweep picks δ_k = 2ε/M̂_{k-1} (I-MMSE: ε nats per step, M̂ = Σ W tr Ĉ), halves δ
+while CESS < c_min, adapts the inner size to the inner ESS, stops at Λ or once the last
+conditional is nearly Gaussian, and records the grid in a :class:`Schedule`. A frozen sweep
+replays a schedule, so its Ẑ is exactly unbiased.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from blackjax.smc.resampling import systematic
+from jax.scipy.special import logsumexp
+
+from numpyro_transport import inner
+from numpyro_transport import progress_bar as _progress
+from numpyro_transport.config import TransportConfig
+from numpyro_transport.moves import get_move
+from numpyro_transport.path import backward_logpdf
+from numpyro_transport.reference import Reference, to_original, whiten
+
+__all__ = [
+    "Schedule",
+    "TransportState",
+    "StepInfo",
+    "SweepResult",
+    "init",
+    "build_kernel",
+    "sweep",
+]
+
+
+class Schedule(NamedTuple):
+    """A frozen λ-grid (padded to ``max_steps``).
+
+    - **lambdas** - ``(max_steps,)`` λ_1 … λ_K, then padding.
+    - **num_blocks** - ``(max_steps,)`` inner blocks b_k (inner size b_k·M) at λ_k.
+    - **num_steps** - K.
+    """
+
+    lambdas: jax.Array
+    num_blocks: jax.Array
+    num_steps: jax.Array
+
+
+class TransportState(NamedTuple):
+    """The particle population at one λ.
+
+    - **y** - ``(N, d)`` positions in SL coordinates.
+    - **log_weights** - ``(N,)`` normalized log SMC weights log W.
+    - **log_g** - ``(N,)`` log Ĝ(y) at the current λ (0 at λ = 0).
+    - **draws** - the particles' own :class:`~numpyro_transport.inner.InnerDraws` at (y, λ).
+    - **lam** - current λ.
+    - **num_blocks** - inner blocks active in ``draws``.
+    - **log_evidence** - running log Ẑ (Kahan-compensated sum of the increments).
+    - **log_evidence_carry** - the Kahan compensation term.
+    """
+
+    y: jax.Array
+    log_weights: jax.Array
+    log_g: jax.Array
+    draws: inner.InnerDraws
+    lam: jax.Array
+    num_blocks: jax.Array
+    log_evidence: jax.Array
+    log_evidence_carry: jax.Array
+
+
+class StepInfo(NamedTuple):
+    """Diagnostics of one step λ_{k-1} → λ_k.
+
+    - **lam**, **delta** - λ_k and δ_k = λ_k − λ_{k-1}.
+    - **ess**, **cess** - ESS/N after reweighting and conditional ESS (fractions in [0, 1]).
+    - **log_increment** - log Σ_i W_{k-1}^i w_k^i; ≈ 0 for k ≥ 2 when the drift is good.
+    - **inner_ess_min**, **inner_ess_median**, **inner_ess_max** - own inner ESS at λ_k.
+    - **mmse** - M̂(λ_{k-1}) = Σ W tr Ĉ, the I-MMSE curve.
+    - **resampled** - whether the population was resampled.
+    - **num_evaluations** - target evaluations spent (retries included).
+    - **num_retries** - δ halvings of the CESS guard.
+    - **num_inner** - inner size M_k.
+    """
+
+    lam: jax.Array
+    delta: jax.Array
+    ess: jax.Array
+    cess: jax.Array
+    log_increment: jax.Array
+    inner_ess_min: jax.Array
+    inner_ess_median: jax.Array
+    inner_ess_max: jax.Array
+    mmse: jax.Array
+    resampled: jax.Array
+    num_evaluations: jax.Array
+    num_retries: jax.Array
+    num_inner: jax.Array
+
+
+class SweepResult(NamedTuple):
+    """Output of one sweep, in the original coordinates u = μ̂ + L x.
+
+    - **particles** - ``(N, d)`` exact final selections θ_i.
+    - **log_weights** - ``(N,)`` their normalized log-weights.
+    - **samples** - ``(N, d)`` equal-weight resample of the particles, randomly permuted.
+    - **log_evidence** - log Ẑ.
+    - **log_evidence_is** - the λ = 0 importance-sampling estimate from the reference (a
+      baseline), and **ess_is** its ESS fraction.
+    - **mean**, **cov** - Rao–Blackwellized moments over all N·M final draws.
+    - **num_steps**, **completed** - K, and whether the sweep ended by its own rule rather than
+      at ``max_steps``.
+    - **num_evaluations** - target evaluations of the sweep.
+    - **steps** - :class:`StepInfo` arrays of length ``max_steps`` (first K valid).
+    - **schedule** - the grid that was run.
+    """
+
+    particles: jax.Array
+    log_weights: jax.Array
+    samples: jax.Array
+    log_evidence: jax.Array
+    log_evidence_is: jax.Array
+    ess_is: jax.Array
+    mean: jax.Array
+    cov: jax.Array
+    num_steps: jax.Array
+    completed: jax.Array
+    num_evaluations: jax.Array
+    steps: StepInfo
+    schedule: Schedule
+
+
+def init(rng_key, logdensity_fn, dim, config: TransportConfig) -> TransportState:
+    """All particles at y = 0 (λ = 0), with inner draws from the reference N(0, I)."""
+    n, m = config.num_particles, config.num_inner
+    y = jnp.zeros((n, dim))
+    x = inner.propose(rng_key, y, 0.0, m, config.max_inner_blocks)
+    draws = inner.evaluate(logdensity_fn, x, 1, m, config.gradient_control_variate)
+    zero = jnp.zeros(())
+    return TransportState(
+        y, jnp.full(n, -jnp.log(n)), jnp.zeros(n), draws, zero, jnp.ones((), jnp.int32), zero, zero
+    )
+
+
+def _kahan_add(total, carry, value):
+    corrected = value - carry
+    new_total = total + corrected
+    new_carry = (new_total - total) - corrected
+    ok = jnp.isfinite(new_total)
+    return jnp.where(ok, new_total, -jnp.inf), jnp.where(ok, new_carry, 0.0)
+
+
+def build_kernel(logdensity_fn, config: TransportConfig):
+    """The SMC step ``kernel(key, state, drift, lam_next, num_blocks) -> (state, info)``.
+
+    ``logdensity_fn`` is the whitened target; ``drift`` the
+    :class:`~numpyro_transport.inner.DriftEstimate` of ``state``.
+    """
+    move = get_move(config.move)
+    n, m = config.num_particles, config.num_inner
+    per_particle = (0, 0, 0, 0, 0, None)
+
+    def kernel(rng_key, state: TransportState, drift, lam_next, num_blocks):
+        k_move, k_draw, k_resample = jax.random.split(rng_key, 3)
+        delta = lam_next - state.lam
+        args = (drift.mean, drift.points, drift.weights, delta)
+        y_new = jax.vmap(move.sample, per_particle)(jax.random.split(k_move, n), state.y, *args)
+        log_m = jax.vmap(move.logpdf, per_particle)(y_new, state.y, *args)
+
+        x = inner.propose(k_draw, y_new, lam_next, m, config.max_inner_blocks)
+        draws = inner.evaluate(logdensity_fn, x, num_blocks, m, config.gradient_control_variate)
+        log_g = inner.log_g(draws, y_new, lam_next, num_blocks * m)
+        log_w = log_g - state.log_g + backward_logpdf(state.y, y_new, state.lam, lam_next) - log_m
+        log_w = jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf)
+
+        joint = state.log_weights + log_w
+        log_increment = logsumexp(joint)
+        alive = jnp.isfinite(log_increment)
+        log_weights = jnp.where(alive, joint - log_increment, -jnp.log(n))
+        cess = jnp.exp(2 * log_increment - logsumexp(state.log_weights + 2 * log_w))
+        weights = jnp.exp(log_weights)
+        ess = 1.0 / jnp.sum(weights**2) / n
+        resampled = ess < config.resample_threshold
+        idx = jnp.where(resampled, systematic(k_resample, weights, n), jnp.arange(n))
+        log_weights = jnp.where(resampled, -jnp.log(n), log_weights)
+        total, carry = _kahan_add(state.log_evidence, state.log_evidence_carry, log_increment)
+
+        _, inner_ess = inner.normalize(draws.log_r)
+        new_state = TransportState(
+            y_new[idx],
+            log_weights,
+            log_g[idx],
+            jax.tree.map(lambda a: a[idx], draws),
+            lam_next,
+            num_blocks,
+            total,
+            carry,
+        )
+        info = StepInfo(
+            lam=lam_next,
+            delta=delta,
+            ess=ess,
+            cess=jnp.where(alive, cess, 0.0),
+            log_increment=log_increment,
+            inner_ess_min=jnp.min(inner_ess),
+            inner_ess_median=jnp.median(inner_ess),
+            inner_ess_max=jnp.max(inner_ess),
+            mmse=_mmse(drift, state.log_weights),
+            resampled=resampled,
+            num_evaluations=jnp.asarray(n * m, jnp.int32) * num_blocks,
+            num_retries=jnp.zeros((), jnp.int32),
+            num_inner=num_blocks * m,
+        )
+        return new_state, info
+
+    return kernel
+
+
+def _mmse(drift: inner.DriftEstimate, log_weights):
+    """M̂ = Σ_i W_i tr Ĉ_i, computed from the support points (no d×d matrices)."""
+    centre = jnp.einsum("nk,nkd->nd", drift.weights, drift.points)
+    trace = jnp.einsum(
+        "nk,nk->n", drift.weights, jnp.sum((drift.points - centre[:, None]) ** 2, -1)
+    )
+    return jnp.sum(jnp.exp(log_weights) * trace)
+
+
+def _estimate(rng_key, state, config):
+    return inner.estimate(
+        rng_key,
+        state.draws,
+        state.y,
+        state.lam,
+        config.max_inner,
+        config.pooled,
+        config.pool_batch,
+    )
+
+
+def _adaptive_step(kernel, config):
+    """One adaptive step: I-MMSE δ, CESS retries, inner-size rule, stopping rule."""
+
+    def step(rng_key, state, num_blocks):
+        k_est, k_step = jax.random.split(rng_key)
+        drift = _estimate(k_est, state, config)
+        mmse = _mmse(drift, state.log_weights)
+        delta = jnp.clip(2 * config.epsilon / mmse, 0.0, config.max_lambda)
+        delta = jnp.where(jnp.isfinite(delta), delta, config.max_lambda)
+
+        def attempt(key, delta):
+            lam_next = jnp.minimum(state.lam + delta, config.max_lambda)
+            return kernel(key, state, drift, lam_next, num_blocks)
+
+        def retry_cond(carry):
+            _, _, info, retries, _ = carry
+            return (info.cess < config.cess_threshold) & (retries < config.max_retries)
+
+        def retry_body(carry):
+            key, _, info, retries, spent = carry
+            key, sub = jax.random.split(key)
+            new_state, new_info = attempt(sub, 0.5 * info.delta)
+            return key, new_state, new_info, retries + 1, spent + new_info.num_evaluations
+
+        new_state, info = attempt(k_step, delta)
+        zero = jnp.zeros((), jnp.int32)
+        _, new_state, info, retries, spent = jax.lax.while_loop(
+            retry_cond, retry_body, (k_step, new_state, info, zero, info.num_evaluations)
+        )
+        info = info._replace(num_retries=retries, num_evaluations=spent)
+
+        median = info.inner_ess_median
+        grow = (median < config.target_inner_ess) & (num_blocks < config.max_inner_blocks)
+        shrink = (median >= 2.5 * config.target_inner_ess) & (num_blocks > 1)
+        next_blocks = jnp.where(
+            grow, 2 * num_blocks, jnp.where(shrink, num_blocks // 2, num_blocks)
+        )
+        next_blocks = jnp.minimum(next_blocks, config.max_inner_blocks)
+        gaussian_enough = median >= config.final_inner_ess * num_blocks * config.num_inner
+        done = (new_state.lam >= config.max_lambda) | gaussian_enough
+        return new_state, info, next_blocks, done
+
+    return step
+
+
+def _frozen_step(kernel, config, schedule: Schedule):
+    def step(rng_key, state, k):
+        k_est, k_step = jax.random.split(rng_key)
+        drift = _estimate(k_est, state, config)
+        blocks = schedule.num_blocks[k]
+        new_state, info = kernel(k_step, state, drift, schedule.lambdas[k], blocks)
+        return new_state, info, k + 1 >= schedule.num_steps
+
+    return step
+
+
+def sweep(
+    rng_key,
+    logdensity_fn,
+    reference: Reference,
+    config: TransportConfig,
+    schedule: Schedule | None = None,
+    progress: bool = False,
+) -> SweepResult:
+    """Run one sweep from λ = 0; adaptive when ``schedule`` is None, else frozen on it.
+
+    ``logdensity_fn`` is the target over the original coordinates u. With ``progress``, every
+    step reports λ to the host bar of :mod:`numpyro_transport.progress_bar`.
+    """
+    target = whiten(logdensity_fn, reference)
+    dim = reference.mean.shape[0]
+    k_init, k_loop, k_final = jax.random.split(rng_key, 3)
+    state = init(k_init, target, dim, config)
+    kernel = build_kernel(target, config)
+    n_max = config.max_steps
+    empty_info = jax.tree.map(
+        lambda v: jnp.zeros((n_max,), v.dtype),
+        jax.eval_shape(lambda: kernel(k_loop, state, _estimate(k_loop, state, config), 1.0, 1)[1]),
+    )
+    recorded = Schedule(jnp.zeros(n_max), jnp.ones(n_max, jnp.int32), jnp.zeros((), jnp.int32))
+    adaptive = schedule is None
+    step = _adaptive_step(kernel, config) if adaptive else _frozen_step(kernel, config, schedule)
+
+    def body(carry):
+        key, state, k, _, blocks, infos, recorded = carry
+        key, sub = jax.random.split(key)
+        if adaptive:
+            state, info, next_blocks, done = step(sub, state, blocks)
+        else:
+            state, info, done = step(sub, state, k)
+            next_blocks = blocks
+        infos = jax.tree.map(lambda buf, v: buf.at[k].set(v), infos, info)
+        recorded = Schedule(
+            recorded.lambdas.at[k].set(info.lam),
+            recorded.num_blocks.at[k].set(state.num_blocks),
+            k + 1,
+        )
+        if progress:
+            jax.debug.callback(_progress.update, info.lam, done | (k + 1 >= n_max))
+        return key, state, k + 1, done, next_blocks, infos, recorded
+
+    def cond(carry):
+        _, _, k, done, *_ = carry
+        return (~done) & (k < n_max)
+
+    # The λ = 0 pool is plain importance sampling from the reference: a baseline to beat.
+    initial = state.draws.log_r.reshape(-1)
+    start = (k_loop, state, jnp.zeros((), jnp.int32), jnp.asarray(False), state.num_blocks)
+    key, state, k, done, _, infos, recorded = jax.lax.while_loop(
+        cond, body, start + (empty_info, recorded)
+    )
+    return _finalize(k_final, state, reference, config, infos, recorded, done, initial)
+
+
+def _finalize(rng_key, state, reference, config, infos, recorded, done, initial):
+    n = config.num_particles
+    k_select, k_resample, k_perm = jax.random.split(rng_key, 3)
+    draw_w, _ = inner.normalize(state.draws.log_r)
+    pick = jax.vmap(lambda key, w: jax.random.choice(key, w.shape[0], p=w))(
+        jax.random.split(k_select, n), draw_w
+    )
+    chosen = state.draws.x[jnp.arange(n), pick]
+    particles = to_original(reference, chosen)
+    weights = jnp.exp(state.log_weights)
+    idx = systematic(k_resample, weights, n)
+    samples = particles[jax.random.permutation(k_perm, idx)]
+
+    rb = (weights[:, None] * draw_w).reshape(-1)
+    flat = state.draws.x.reshape(-1, state.draws.x.shape[-1])
+    mean_x = rb @ flat
+    centred = flat - mean_x
+    cov_x = (centred * rb[:, None]).T @ centred
+    scale = reference.scale_tril
+    num_initial = n * config.num_inner
+    _, initial_ess = inner.normalize(initial)
+    return SweepResult(
+        particles=particles,
+        log_weights=state.log_weights,
+        samples=samples,
+        log_evidence=state.log_evidence,
+        log_evidence_is=logsumexp(initial) - jnp.log(num_initial),
+        ess_is=initial_ess / num_initial,
+        mean=reference.mean + scale @ mean_x,
+        cov=scale @ cov_x @ scale.T,
+        num_steps=recorded.num_steps,
+        completed=done,
+        num_evaluations=jnp.sum(infos.num_evaluations) + num_initial,
+        steps=infos,
+        schedule=recorded,
+    )

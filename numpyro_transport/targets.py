@@ -1,0 +1,128 @@
+"""Unnormalized targets with closed-form answers, for tests and benchmarks.
+
+Each :class:`Target` carries an unnormalized log-density over R^d and whatever is known
+exactly about it: log Z, mean, covariance, mode weights and an exact sampler.
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+__all__ = ["Target", "gaussian", "mixture", "two_mode", "gmm40", "funnel"]
+
+
+class Target(NamedTuple):
+    """An unnormalized density with known properties.
+
+    - **name** - short label used in benchmark tables.
+    - **logdensity_fn** - ``x (d,) -> log γ(x)``, unnormalized.
+    - **dim** - dimension d.
+    - **log_z** - exact log ∫γ, or ``None`` if unknown.
+    - **mean**, **cov** - exact moments of the normalized density, or ``None``.
+    - **sample** - ``(rng_key, n) -> (n, d)`` exact draws, or ``None``.
+    - **mode_means**, **mode_weights** - for mixtures: component means ``(K, d)`` and
+      weights ``(K,)``.
+    """
+
+    name: str
+    logdensity_fn: Callable
+    dim: int
+    log_z: float | None = None
+    mean: jax.Array | None = None
+    cov: jax.Array | None = None
+    sample: Callable | None = None
+    mode_means: jax.Array | None = None
+    mode_weights: jax.Array | None = None
+
+
+def _mvn_logpdf_unnorm(x, mean, prec_chol):
+    z = prec_chol.T @ (x - mean)
+    return -0.5 * jnp.sum(z**2)
+
+
+def gaussian(mean, cov, log_z=0.0, name="gaussian"):
+    """``γ(x) = exp(log_z) · N(x; mean, cov)``, written without its normalizing constant.
+
+    The log-density omits ``-½ log det(2πΣ)``, so ∫γ = exp(log_z) exactly and a sampler that
+    drops a constant is caught.
+    """
+    mean = jnp.asarray(mean, dtype=jnp.float32)
+    cov = jnp.asarray(cov, dtype=jnp.float32)
+    d = mean.shape[0]
+    prec_chol = jnp.linalg.cholesky(jnp.linalg.inv(cov))
+    half_logdet = 0.5 * jnp.linalg.slogdet(2 * jnp.pi * cov)[1]
+    offset = log_z - half_logdet
+
+    def logdensity_fn(x):
+        return _mvn_logpdf_unnorm(x, mean, prec_chol) + offset
+
+    def sample(key, n):
+        return jax.random.multivariate_normal(key, mean, cov, (n,))
+
+    return Target(name, logdensity_fn, d, float(log_z), mean, cov, sample)
+
+
+def mixture(means, scales, weights, name="mixture"):
+    """Normalized mixture of isotropic Gaussians ``Σ_k w_k N(μ_k, s_k² I)``; log Z = 0."""
+    means = jnp.asarray(means, dtype=jnp.float32)
+    scales = jnp.asarray(scales, dtype=jnp.float32)
+    weights = jnp.asarray(weights, dtype=jnp.float32)
+    k, d = means.shape
+    log_w = jnp.log(weights)
+
+    def logdensity_fn(x):
+        sq = jnp.sum((x - means) ** 2, axis=-1)
+        comp = -0.5 * sq / scales**2 - d * jnp.log(scales) - 0.5 * d * jnp.log(2 * jnp.pi)
+        return logsumexp(log_w + comp)
+
+    def sample(key, n):
+        k1, k2 = jax.random.split(key)
+        idx = jax.random.categorical(k1, log_w, shape=(n,))
+        eps = jax.random.normal(k2, (n, d))
+        return means[idx] + scales[idx, None] * eps
+
+    mean = weights @ means
+    second = jnp.einsum("k,ki,kj->ij", weights, means, means) + jnp.eye(d) * jnp.sum(
+        weights * scales**2
+    )
+    cov = second - jnp.outer(mean, mean)
+    return Target(name, logdensity_fn, d, 0.0, mean, cov, sample, means, weights)
+
+
+def two_mode(dim=1, weights=(0.3, 0.7), separation=4.0, scale=0.5):
+    """Two separated modes with unequal weights at ``∓separation/2`` along the diagonal."""
+    direction = jnp.ones(dim) / jnp.sqrt(dim)
+    means = jnp.stack([-0.5 * separation * direction, 0.5 * separation * direction])
+    return mixture(means, jnp.full(2, scale), weights, name=f"two-mode d={dim}")
+
+
+def gmm40(seed=0, num_modes=40, box=40.0):
+    """FAB's 40-mode mixture: unit-variance modes, means uniform on ``[-box, box]²``."""
+    means = jax.random.uniform(jax.random.key(seed), (num_modes, 2), minval=-box, maxval=box)
+    return mixture(means, jnp.ones(num_modes), jnp.full(num_modes, 1.0 / num_modes), name="gmm-40")
+
+
+def funnel(dim=10, scale=3.0):
+    """Neal's funnel (PDDS/AFT convention): ``v ~ N(0, scale²)``, ``x_{2:d} | v ~ N(0, e^v I)``.
+
+    Normalized, so log Z = 0.
+    """
+
+    def logdensity_fn(x):
+        v, rest = x[0], x[1:]
+        lp_v = -0.5 * (v / scale) ** 2 - jnp.log(scale) - 0.5 * jnp.log(2 * jnp.pi)
+        lp_rest = -0.5 * jnp.sum(rest**2) * jnp.exp(-v) - 0.5 * (dim - 1) * (
+            v + jnp.log(2 * jnp.pi)
+        )
+        return lp_v + lp_rest
+
+    def sample(key, n):
+        k1, k2 = jax.random.split(key)
+        v = scale * jax.random.normal(k1, (n, 1))
+        return jnp.concatenate([v, jnp.exp(0.5 * v) * jax.random.normal(k2, (n, dim - 1))], axis=1)
+
+    mean = jnp.zeros(dim)
+    return Target(f"funnel d={dim}", logdensity_fn, dim, 0.0, mean, None, sample)
