@@ -15,10 +15,14 @@ class TransportConfig:
     - **num_inner** - M, inner draws per particle and block; even (antithetic pairs).
     - **max_inner_blocks** - the inner size adapts per step as ``b·M`` with ``1 ≤ b ≤`` this.
     - **target_inner_ess** - grow the inner size while the median inner ESS is below this.
+    - **inner_correlation** - ρ of the Crank–Nicolson refresh of each particle's inner noise
+      between steps, in [0, 1]; near 1 cancels most inner Monte Carlo noise in the weights.
     - **move** - ``"covariance"`` (Reeves–Pfister V2, default), ``"euler"`` (V1) or
       ``"posterior"`` (V3).
     - **pooled** - estimate the drift from the whole population's draws (I3); it only feeds the
       proposal, so exactness is kept.
+    - **shrinkage** - pseudo-count κ of the Gaussian-fit posterior in the drift estimate:
+      with e effective inner draws the drift is (e·m̂ + κ·y/(1+λ))/(e+κ) (≥ 0; 0 disables).
     - **gradient_control_variate** - gate the drift with ∇log γ (zero variance on Gaussians;
       costs gradients).
     - **max_lambda** - Λ, the largest SNR of the path (> 0).
@@ -36,8 +40,10 @@ class TransportConfig:
     num_inner: int = 16
     max_inner_blocks: int = 4
     target_inner_ess: float = 8.0
+    inner_correlation: float = 0.95
     move: str = "covariance"
     pooled: bool = True
+    shrinkage: float = 4.0
     gradient_control_variate: bool = False
     max_lambda: float = 1000.0
     epsilon: float = 1.0
@@ -58,7 +64,9 @@ class TransportConfig:
             ),
             ("max_inner_blocks", self.max_inner_blocks >= 1, "must be at least 1"),
             ("target_inner_ess", self.target_inner_ess > 0, "must be positive"),
+            ("inner_correlation", 0 <= self.inner_correlation <= 1, "must be in [0, 1]"),
             ("move", self.move in MOVES, f"must be one of {MOVES}"),
+            ("shrinkage", self.shrinkage >= 0, "must be non-negative"),
             ("max_lambda", self.max_lambda > 0, "(Λ) must be positive"),
             ("epsilon", self.epsilon > 0, "(ε) must be positive"),
             ("final_inner_ess", 0 < self.final_inner_ess <= 1, "must be in (0, 1]"),

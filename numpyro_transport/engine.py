@@ -18,10 +18,16 @@ from jax.scipy.special import logsumexp
 
 from numpyro_transport import progress_bar
 from numpyro_transport.config import TransportConfig
-from numpyro_transport.reference import Reference, broad, from_moments
+from numpyro_transport.reference import Reference, broad, from_moments, to_original
 from numpyro_transport.sweep import Schedule, SweepResult, sweep
 
-__all__ = ["TransportResult", "transport", "combine_evidence"]
+__all__ = [
+    "TransportResult",
+    "transport",
+    "combine_evidence",
+    "ess_fraction",
+    "tempering_exponent",
+]
 
 _sweep = jax.jit(sweep, static_argnames=("logdensity_fn", "config", "progress"))
 
@@ -75,17 +81,50 @@ def _as_reference(reference, initial_position, dim) -> Reference:
     return broad(dim)
 
 
-def _check_start(logdensity_fn, reference: Reference, rng_key, num):
-    """Raise if the log-density is non-finite at every one of ``num`` reference draws."""
-    eps = jax.random.normal(rng_key, (num, reference.mean.shape[0]))
-    values = jax.jit(jax.vmap(logdensity_fn))(reference.mean + eps @ reference.scale_tril.T)
-    if not bool(jnp.any(jnp.isfinite(values))):
+def _pool_log_ratios(rng_key, logdensity_fn, reference: Reference, num: int):
+    """log γ(u) − log N(u; μ̂, LLᵀ) at ``num`` reference draws (−∞ where γ is non-finite)."""
+    x = jax.random.normal(rng_key, (num, reference.mean.shape[0]))
+    log_p = jax.vmap(logdensity_fn)(to_original(reference, x)) + reference.log_det
+    log_ref = -0.5 * jnp.sum(x**2, -1) - 0.5 * x.shape[-1] * jnp.log(2 * jnp.pi)
+    return jnp.where(jnp.isfinite(log_p), log_p - log_ref, -jnp.inf)
+
+
+_pool_log_ratios = jax.jit(_pool_log_ratios, static_argnames=("logdensity_fn", "num"))
+
+
+def _check_start(log_r):
+    if not np.any(np.isfinite(log_r)):
         raise ValueError(
-            f"The log-density is NaN or -inf at all {num} initial points drawn from the "
-            "reference Gaussian, so no particle can get weight. Check that the density is "
+            f"The log-density is NaN or -inf at all {log_r.shape[0]} initial points drawn from "
+            "the reference Gaussian, so no particle can get weight. Check that the density is "
             "finite somewhere near the reference, or pass reference=(mean, cov) or "
             "initial_position inside its support."
         )
+
+
+def ess_fraction(log_r, beta: float = 1.0) -> float:
+    """ESS/n of importance weights exp(β r) (0 when no weight is finite)."""
+    log_r = np.asarray(log_r, dtype=np.float64)
+    finite = log_r[np.isfinite(log_r)]
+    if finite.size == 0:
+        return 0.0
+    w = np.exp(beta * (finite - finite.max()))
+    return float(w.sum() ** 2 / (w**2).sum() / log_r.shape[0])
+
+
+def tempering_exponent(log_r, target_ess: float) -> float:
+    """Largest β ≤ 1 whose importance weights exp(β r) keep an ESS fraction ≥ ``target_ess``."""
+
+    def ess(beta):
+        return ess_fraction(log_r, beta)
+
+    if ess(1.0) >= target_ess:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ess(mid) >= target_ess else (lo, mid)
+    return lo
 
 
 def _steps(result: SweepResult):
@@ -99,6 +138,18 @@ def _steps(result: SweepResult):
         completed=np.asarray(result.completed),
     )
     return steps
+
+
+def _warmup_sweep(rng_key, logdensity_fn, ref, config, progress, temperature):
+    """One adaptive sweep; returns the moment-matched refit (or ``ref`` if degenerate), the
+    sweep's diagnostics and its schedule."""
+    result = _sweep(rng_key, logdensity_fn, ref, config, None, progress, temperature)
+    _require_finite(result, "warm-up")
+    steps = _steps(result)
+    steps.update(temperature=np.asarray(temperature))
+    refit = from_moments(result.mean, result.cov)
+    ok = bool(jnp.all(jnp.isfinite(refit.scale_tril)))
+    return (refit if ok else ref), steps, result.schedule
 
 
 def _require_finite(result: SweepResult, what: str):
@@ -119,6 +170,8 @@ def transport(
     reference=None,
     num_warmup_sweeps: int = 3,
     num_sweeps: int = 4,
+    tempering_ess: float = 0.05,
+    max_tempering_sweeps: int = 20,
     progress: bool = True,
     **options,
 ) -> TransportResult:
@@ -135,6 +188,11 @@ def transport(
         num_warmup_sweeps: adaptive sweeps (≥ 1); the reference is refitted after each but
             the last, whose grid is frozen.
         num_sweeps: frozen sweeps (≥ 2) for the evidence, its standard error and the draws.
+        tempering_ess: while plain importance sampling from the reference keeps an ESS
+            fraction below this, warm-up first sweeps towards the tempered target
+            p^β·reference^(1−β) and refits, so that a poor reference is moved to the target
+            without a MAP. In (0, 1).
+        max_tempering_sweeps: cap on those tempered sweeps.
         progress: show a progress bar per sweep.
         **options: :class:`~numpyro_transport.config.TransportConfig` options.
 
@@ -149,28 +207,55 @@ def transport(
     config = TransportConfig(**options)
     if num_warmup_sweeps < 1:
         raise ValueError(f"num_warmup_sweeps={num_warmup_sweeps!r} must be at least 1.")
+    if not 0 < tempering_ess < 1:
+        raise ValueError(f"tempering_ess={tempering_ess!r} must be in (0, 1).")
     if num_sweeps < 2:
         raise ValueError(
             f"num_sweeps={num_sweeps!r} must be at least 2 to estimate the standard error."
         )
     ref = _as_reference(reference, initial_position, dim)
-    k_check, k_warm, k_run, k_resample, k_perm = jax.random.split(rng_key, 5)
-    _check_start(logdensity_fn, ref, k_check, config.num_particles * config.num_inner)
+    num_pool = config.num_particles * config.num_inner
+    keys = iter(jax.random.split(rng_key, 2 * max_tempering_sweeps + num_warmup_sweeps + 4))
+    pool_key = next(keys)  # one pool for every comparison: common random numbers
+    log_r = np.asarray(_pool_log_ratios(pool_key, logdensity_fn, ref, num_pool))
+    _check_start(log_r)
 
     warmup = []
-    num_total = num_warmup_sweeps + num_sweeps
-    shown = progress_bar.bar(num_total, config.max_lambda) if progress else contextlib.nullcontext()
-    with shown:
-        for w, key in enumerate(jax.random.split(k_warm, num_warmup_sweeps)):
-            result = _sweep(key, logdensity_fn, ref, config, None, progress)
-            _require_finite(result, f"warm-up sweep {w}")
-            warmup.append(_steps(result))
-            refit = from_moments(result.mean, result.cov)
-            if w < num_warmup_sweeps - 1 and bool(jnp.all(jnp.isfinite(refit.scale_tril))):
-                ref = refit
-        schedule = result.schedule
+    shown = progress_bar.bar(num_warmup_sweeps + num_sweeps, config.max_lambda)
+    with shown if progress else contextlib.nullcontext():
+
+        def refine(ref, log_r, temperature):
+            """One adaptive sweep; its moment-matched refit replaces ``ref`` only if importance
+            sampling of the target from it is better (a larger λ = 0 ESS), so a degenerate
+            sweep can never drag the reference away."""
+            candidate, steps, schedule = _warmup_sweep(
+                next(keys), logdensity_fn, ref, config, progress, temperature
+            )
+            new_log_r = np.asarray(_pool_log_ratios(pool_key, logdensity_fn, candidate, num_pool))
+            improved = ess_fraction(new_log_r) > ess_fraction(log_r)
+            steps["refit_accepted"] = np.asarray(improved)
+            warmup.append(steps)
+            return (candidate, new_log_r, schedule) if improved else (ref, log_r, schedule)
+
+        # Tempered stages: while the reference is far from the target, sweep towards
+        # p^β·reference^(1−β), with β set by the λ = 0 importance ESS, and refit.
+        beta = tempering_exponent(log_r, tempering_ess)
+        while beta < 1 and len(warmup) < max_tempering_sweeps:
+            progress_bar.add_sweeps(1)
+            ref, new_log_r, _ = refine(ref, log_r, beta)
+            if new_log_r is log_r:
+                break
+            log_r, beta = new_log_r, tempering_exponent(new_log_r, tempering_ess)
+        for w in range(num_warmup_sweeps):
+            if w < num_warmup_sweeps - 1:
+                ref, log_r, _ = refine(ref, log_r, 1.0)
+            else:  # the last warm-up sweep records the grid of the final reference
+                _, steps, schedule = _warmup_sweep(
+                    next(keys), logdensity_fn, ref, config, progress, 1.0
+                )
+                warmup.append(steps)
         runs = []
-        for key in jax.random.split(k_run, num_sweeps):
+        for key in jax.random.split(next(keys), num_sweeps):
             result = _sweep(key, logdensity_fn, ref, config, schedule, progress)
             _require_finite(result, "frozen sweep")
             runs.append(result)
@@ -180,6 +265,7 @@ def transport(
     particles = jnp.concatenate([r.particles for r in runs])
     log_w = jnp.concatenate([r.log_weights + lz for r, lz in zip(runs, log_z, strict=True)])
     log_w = log_w - logsumexp(log_w)
+    k_resample, k_perm = jax.random.split(next(keys))
     idx = systematic(k_resample, jnp.exp(log_w), particles.shape[0])
     samples = particles[jax.random.permutation(k_perm, idx)]
     frozen = [_steps(r) for r in runs]

@@ -10,7 +10,7 @@ import math
 
 from tqdm.auto import tqdm
 
-__all__ = ["bar", "update"]
+__all__ = ["bar", "update", "add_sweeps"]
 
 _active: dict = {}
 
@@ -42,3 +42,10 @@ def update(lam, done):
     progress.refresh()
     if bool(done):
         _active["done"] += 1
+
+
+def add_sweeps(num: int):
+    """Announce ``num`` more sweeps than the bar was opened with."""
+    if _active:
+        _active["bar"].total += num
+        _active["bar"].refresh()

@@ -67,11 +67,17 @@ def broad(dim: int, scale: float = 1.0) -> Reference:
     return Reference(jnp.zeros(dim), scale * jnp.eye(dim))
 
 
-def whiten(logdensity_fn, reference: Reference):
-    """``x -> log p(μ̂ + L x) + log|det L|``, the target in whitened coordinates."""
+def whiten(logdensity_fn, reference: Reference, temperature=1.0):
+    """The target in whitened coordinates, ``x -> log p(μ̂ + L x) + log|det L|``.
+
+    With ``temperature`` β < 1 it is tempered towards the reference,
+    ``β (log p(μ̂ + L x) + log|det L|) + (1 − β) log N(x; 0, I)`` (used by the warm-up only).
+    """
 
     def whitened(x):
-        return logdensity_fn(to_original(reference, x)) + reference.log_det
+        log_p = logdensity_fn(to_original(reference, x)) + reference.log_det
+        log_ref = -0.5 * jnp.sum(x**2) - 0.5 * x.shape[-1] * jnp.log(2 * jnp.pi)
+        return jnp.where(temperature == 1, log_p, temperature * log_p + (1 - temperature) * log_ref)
 
     return whitened
 

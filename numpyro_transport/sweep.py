@@ -142,8 +142,8 @@ def init(rng_key, logdensity_fn, dim, config: TransportConfig) -> TransportState
     """All particles at y = 0 (λ = 0), with inner draws from the reference N(0, I)."""
     n, m = config.num_particles, config.num_inner
     y = jnp.zeros((n, dim))
-    x = inner.propose(rng_key, y, 0.0, m, config.max_inner_blocks)
-    draws = inner.evaluate(logdensity_fn, x, 1, m, config.gradient_control_variate)
+    noise = inner.new_noise(rng_key, n, config.max_inner_blocks, m, dim)
+    draws = inner.draw(logdensity_fn, noise, y, 0.0, 1, config.gradient_control_variate)
     zero = jnp.zeros(())
     return TransportState(
         y, jnp.full(n, -jnp.log(n)), jnp.zeros(n), draws, zero, jnp.ones((), jnp.int32), zero, zero
@@ -166,17 +166,18 @@ def build_kernel(logdensity_fn, config: TransportConfig):
     """
     move = get_move(config.move)
     n, m = config.num_particles, config.num_inner
-    per_particle = (0, 0, 0, 0, 0, None)
+    per_particle = (0, 0, 0, None)
 
     def kernel(rng_key, state: TransportState, drift, lam_next, num_blocks):
         k_move, k_draw, k_resample = jax.random.split(rng_key, 3)
         delta = lam_next - state.lam
-        args = (drift.mean, drift.points, drift.weights, delta)
-        y_new = jax.vmap(move.sample, per_particle)(jax.random.split(k_move, n), state.y, *args)
-        log_m = jax.vmap(move.logpdf, per_particle)(y_new, state.y, *args)
+        keys = jax.random.split(k_move, n)
+        y_new = jax.vmap(move.sample, per_particle)(keys, state.y, drift, delta)
+        log_m = jax.vmap(move.logpdf, per_particle)(y_new, state.y, drift, delta)
 
-        x = inner.propose(k_draw, y_new, lam_next, m, config.max_inner_blocks)
-        draws = inner.evaluate(logdensity_fn, x, num_blocks, m, config.gradient_control_variate)
+        noise = inner.refresh_noise(k_draw, state.draws.noise, config.inner_correlation)
+        grad = config.gradient_control_variate
+        draws = inner.draw(logdensity_fn, noise, y_new, lam_next, num_blocks, grad)
         log_g = inner.log_g(draws, y_new, lam_next, num_blocks * m)
         log_w = log_g - state.log_g + backward_logpdf(state.y, y_new, state.lam, lam_next) - log_m
         log_w = jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf)
@@ -225,11 +226,12 @@ def build_kernel(logdensity_fn, config: TransportConfig):
 
 
 def _mmse(drift: inner.DriftEstimate, log_weights):
-    """M̂ = Σ_i W_i tr Ĉ_i, computed from the support points (no d×d matrices)."""
+    """M̂ = Σ_i W_i tr Ĉ_i for the shrunk Ĉ, from the support points (no d×d matrices)."""
     centre = jnp.einsum("nk,nkd->nd", drift.weights, drift.points)
-    trace = jnp.einsum(
-        "nk,nk->n", drift.weights, jnp.sum((drift.points - centre[:, None]) ** 2, -1)
-    )
+    spread = jnp.sum((drift.points - centre[:, None]) ** 2, -1)
+    dim = drift.points.shape[-1]
+    trace = drift.cov_scale * jnp.einsum("nk,nk->n", drift.weights, spread)
+    trace = trace + dim * drift.iso_var
     return jnp.sum(jnp.exp(log_weights) * trace)
 
 
@@ -242,6 +244,7 @@ def _estimate(rng_key, state, config):
         config.max_inner,
         config.pooled,
         config.pool_batch,
+        config.shrinkage,
     )
 
 
@@ -256,7 +259,10 @@ def _adaptive_step(kernel, config):
         delta = jnp.where(jnp.isfinite(delta), delta, config.max_lambda)
 
         def attempt(key, delta):
-            lam_next = jnp.minimum(state.lam + delta, config.max_lambda)
+            # Snap to Λ rather than leave a sliver: halving then converges and ends.
+            gap = config.max_lambda - state.lam
+            near_end = (1.5 * delta >= gap) | (gap <= 1e-3 * config.max_lambda)
+            lam_next = jnp.where(near_end, config.max_lambda, state.lam + delta)
             return kernel(key, state, drift, lam_next, num_blocks)
 
         def retry_cond(carry):
@@ -308,13 +314,15 @@ def sweep(
     config: TransportConfig,
     schedule: Schedule | None = None,
     progress: bool = False,
+    temperature=1.0,
 ) -> SweepResult:
     """Run one sweep from λ = 0; adaptive when ``schedule`` is None, else frozen on it.
 
     ``logdensity_fn`` is the target over the original coordinates u. With ``progress``, every
-    step reports λ to the host bar of :mod:`numpyro_transport.progress_bar`.
+    step reports λ to the host bar of :mod:`numpyro_transport.progress_bar`. A ``temperature``
+    β < 1 targets p^β·reference^(1−β) instead (warm-up only).
     """
-    target = whiten(logdensity_fn, reference)
+    target = whiten(logdensity_fn, reference, temperature)
     dim = reference.mean.shape[0]
     k_init, k_loop, k_final = jax.random.split(rng_key, 3)
     state = init(k_init, target, dim, config)

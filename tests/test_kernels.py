@@ -35,24 +35,27 @@ def test_linear_interpolant_map():
     np.testing.assert_allclose(x_t, (1 / 9) / (2 / 3) * np.array([[2.0, -1.0]]), rtol=1e-6)
 
 
-def _summary(key, k=6, d=4):
+def _summary(key, k=6, d=4, cov_scale=0.7, iso_var=0.2):
+    """One particle's drift estimate, with a shrunk covariance s·Ĉ + v·I."""
     k1, k2, k3 = jax.random.split(key, 3)
     points = jax.random.normal(k1, (k, d))
     weights = jax.nn.softmax(jax.random.normal(k2, (k,)))
     mean = jax.random.normal(k3, (d,))
-    return mean, points, weights
+    return inner.DriftEstimate(
+        mean, points, weights, jnp.asarray(3.0), jnp.asarray(cov_scale), jnp.asarray(iso_var)
+    )
 
 
 def test_covariance_move_woodbury_matches_dense():
-    """V2's Woodbury log-density equals the dense N(y + δm̂, δI + δ²AᵀA)."""
-    mean, points, weights = _summary(jax.random.key(0))
+    """V2's Woodbury log-density equals the dense N(y + δm̂, δI + δ²(s·AᵀA + v·I))."""
+    est = _summary(jax.random.key(0))
     y, delta = jnp.arange(4.0), 0.37
-    y_new = moves.covariance.sample(jax.random.key(1), y, mean, points, weights, delta)
-    centre = weights @ points
-    a = jnp.sqrt(weights)[:, None] * (points - centre)
-    cov = delta * jnp.eye(4) + delta**2 * a.T @ a
-    dense = multivariate_normal.logpdf(y_new, y + delta * mean, cov)
-    woodbury = moves.covariance.logpdf(y_new, y, mean, points, weights, delta)
+    y_new = moves.covariance.sample(jax.random.key(1), y, est, delta)
+    centre = est.weights @ est.points
+    a = jnp.sqrt(est.weights)[:, None] * (est.points - centre)
+    cov = delta * jnp.eye(4) + delta**2 * (est.cov_scale * a.T @ a + est.iso_var * jnp.eye(4))
+    dense = multivariate_normal.logpdf(y_new, y + delta * est.mean, cov)
+    woodbury = moves.covariance.logpdf(y_new, y, est, delta)
     np.testing.assert_allclose(woodbury, dense, rtol=1e-5)
 
 
@@ -61,15 +64,13 @@ def test_move_samples_match_density(name):
     """Each move's sampler and log-density agree: sample mean and covariance (1e5 draws, seed 2)
     within 5 standard errors of the moments computed from the density on a grid (1-D)."""
     move = moves.get_move(name)
-    mean, points, weights = _summary(jax.random.key(2), k=5, d=1)
+    est = _summary(jax.random.key(2), k=5, d=1)
     y, delta = jnp.array([0.3]), 0.8
-    draws = jax.vmap(lambda k: move.sample(k, y, mean, points, weights, delta))(
+    draws = jax.vmap(lambda k: move.sample(k, y, est, delta))(
         jax.random.split(jax.random.key(3), 100_000)
     )[:, 0]
     grid = jnp.linspace(-20, 20, 40001)
-    dens = jnp.exp(
-        jax.vmap(lambda g: move.logpdf(jnp.array([g]), y, mean, points, weights, delta))(grid)
-    )
+    dens = jnp.exp(jax.vmap(lambda g: move.logpdf(jnp.array([g]), y, est, delta))(grid))
     np.testing.assert_allclose(jnp.trapezoid(dens, grid), 1.0, atol=1e-4)  # V3 normalizes
     m = jnp.trapezoid(dens * grid, grid)
     v = jnp.trapezoid(dens * (grid - m) ** 2, grid)
@@ -106,9 +107,9 @@ def test_own_estimator_matches_exact_posterior(lam):
     target = _gaussian_target(3)
     y = jnp.array([[0.5, -1.0, 2.0]]) * lam
     m = 40_000
-    x = inner.propose(jax.random.key(4), y, lam, m, 1)
-    draws = inner.evaluate(target.logdensity_fn, x, 1, m, with_grad=False)
-    est = inner.estimate(jax.random.key(5), draws, y, lam, m, pooled=False, batch_size=1)
+    noise = inner.new_noise(jax.random.key(4), 1, 1, m, 3)
+    draws = inner.draw(target.logdensity_fn, noise, y, lam, 1, with_grad=False)
+    est = inner.estimate(jax.random.key(5), draws, y, lam, m, False, 1, pseudo_count=0.0)
     mean, cov, log_g = _exact_posterior(target, y[0], lam)
     w = est.weights[0]
     ess = est.ess[0]
@@ -131,20 +132,20 @@ def test_pooled_estimator_and_gradient_gate():
     y = lam * target.sample(jax.random.key(6), n) + jnp.sqrt(lam) * jax.random.normal(
         jax.random.key(7), (n, 2)
     )
-    x = inner.propose(jax.random.key(8), y, lam, m, 1)
-    draws = inner.evaluate(target.logdensity_fn, x, 1, m, with_grad=False)
-    est = inner.estimate(jax.random.key(9), draws, y, lam, m, pooled=True, batch_size=16)
+    noise = inner.new_noise(jax.random.key(8), n, 1, m, 2)
+    draws = inner.draw(target.logdensity_fn, noise, y, lam, 1, with_grad=False)
+    est = inner.estimate(jax.random.key(9), draws, y, lam, m, True, 16, pseudo_count=0.0)
     exact = jax.vmap(lambda yy: _exact_posterior(target, yy, lam)[0])(y)
     post_sd = jnp.sqrt(jnp.diagonal(_exact_posterior(target, y[0], lam)[1]))
     own_se = post_sd / jnp.sqrt(est.ess[:, None])
     assert jnp.all(jnp.abs(est.mean - exact) < 5 * own_se)
-    own = inner.estimate(jax.random.key(9), draws, y, lam, m, pooled=False, batch_size=16)
+    own = inner.estimate(jax.random.key(9), draws, y, lam, m, False, 16, pseudo_count=0.0)
     assert jnp.mean((est.mean - exact) ** 2) < jnp.mean((own.mean - exact) ** 2)
 
     white = targets.gaussian(jnp.zeros(2), jnp.eye(2))
-    draws = inner.evaluate(white.logdensity_fn, x, 1, m, with_grad=True)
+    draws = inner.draw(white.logdensity_fn, noise, y, lam, 1, with_grad=True)
     for pooled in (False, True):
-        est = inner.estimate(jax.random.key(10), draws, y, lam, m, pooled, 16)
+        est = inner.estimate(jax.random.key(10), draws, y, lam, m, pooled, 16, 0.0)
         np.testing.assert_allclose(est.mean, y / (1 + lam), atol=1e-4)
 
 
