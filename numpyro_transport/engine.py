@@ -185,8 +185,9 @@ def transport(
         initial_position: centre of the broad fallback reference N(position, I).
         reference: a :class:`~numpyro_transport.reference.Reference` or ``(mean, cov)``
             (e.g. moments of prior draws). Defaults to N(0, I).
-        num_warmup_sweeps: adaptive sweeps (≥ 1); the reference is refitted after each but
-            the last, whose grid is frozen.
+        num_warmup_sweeps: adaptive sweeps (≥ 1) on the target; after each but the last the
+            reference is refitted to the sweep's moments (kept only if importance sampling
+            from it improves); the last one's grid is frozen.
         num_sweeps: frozen sweeps (≥ 2) for the evidence, its standard error and the draws.
         tempering_ess: while plain importance sampling from the reference keeps an ESS
             fraction below this, warm-up first sweeps towards the tempered target
@@ -219,6 +220,7 @@ def transport(
     pool_key = next(keys)  # one pool for every comparison: common random numbers
     log_r = np.asarray(_pool_log_ratios(pool_key, logdensity_fn, ref, num_pool))
     _check_start(log_r)
+    num_pools = 1
 
     warmup = []
     shown = progress_bar.bar(num_warmup_sweeps + num_sweeps, config.max_lambda)
@@ -228,24 +230,26 @@ def transport(
             """One adaptive sweep; its moment-matched refit replaces ``ref`` only if importance
             sampling of the target from it is better (a larger λ = 0 ESS), so a degenerate
             sweep can never drag the reference away."""
-            candidate, steps, schedule = _warmup_sweep(
+            nonlocal num_pools
+            candidate, steps, _ = _warmup_sweep(
                 next(keys), logdensity_fn, ref, config, progress, temperature
             )
             new_log_r = np.asarray(_pool_log_ratios(pool_key, logdensity_fn, candidate, num_pool))
+            num_pools += 1
             improved = ess_fraction(new_log_r) > ess_fraction(log_r)
             steps["refit_accepted"] = np.asarray(improved)
             warmup.append(steps)
-            return (candidate, new_log_r, schedule) if improved else (ref, log_r, schedule)
+            return (candidate, new_log_r, True) if improved else (ref, log_r, False)
 
         # Tempered stages: while the reference is far from the target, sweep towards
         # p^β·reference^(1−β), with β set by the λ = 0 importance ESS, and refit.
         beta = tempering_exponent(log_r, tempering_ess)
         while beta < 1 and len(warmup) < max_tempering_sweeps:
             progress_bar.add_sweeps(1)
-            ref, new_log_r, _ = refine(ref, log_r, beta)
-            if new_log_r is log_r:
+            ref, log_r, improved = refine(ref, log_r, beta)
+            if not improved:
                 break
-            log_r, beta = new_log_r, tempering_exponent(new_log_r, tempering_ess)
+            beta = tempering_exponent(log_r, tempering_ess)
         for w in range(num_warmup_sweeps):
             if w < num_warmup_sweeps - 1:
                 ref, log_r, _ = refine(ref, log_r, 1.0)
@@ -272,9 +276,11 @@ def transport(
     diagnostics = {
         "warmup": warmup,
         "sweeps": {name: np.stack([f[name] for f in frozen]) for name in frozen[0]},
+        # Sweeps, plus the λ = 0 pools that choose β and judge refits.
         "num_evaluations": int(
             sum(int(w["num_evaluations"]) for w in warmup)
             + sum(int(f["num_evaluations"]) for f in frozen)
+            + num_pools * num_pool
         ),
     }
     return TransportResult(
