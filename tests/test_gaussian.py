@@ -1,7 +1,8 @@
 """Gaussian targets N(μ, Σ), Z known: every constant of the weights shows up in log Ẑ.
 
 Each target has condition number up to 1e3 and a deliberately mis-specified preconditioner.
-Tolerances are tied to the Monte Carlo error that the run itself reports.
+Tolerances are tied to the Monte Carlo error that the run itself reports. Seeds: the target comes
+from ``numpy.random.default_rng(1)`` and the sampler key is ``jax.random.key(d)``.
 """
 
 import functools
