@@ -1,14 +1,26 @@
 """numpyro_transport: annealed stochastic transport, an exact particle sampler with evidence."""
 
-from numpyro_transport import targets
+from numpyro_transport import plots, targets
 from numpyro_transport.config import TransportConfig
 from numpyro_transport.engine import TransportResult, combine_evidence, transport
+from numpyro_transport.inference_data import log_evidence, to_arviz
+from numpyro_transport.kernel import AST, ASTState
 from numpyro_transport.reference import Reference
-from numpyro_transport.sweep import Schedule, StepInfo, SweepResult, TransportState, sweep
+from numpyro_transport.sweep import (
+    Schedule,
+    StepInfo,
+    SweepRecord,
+    SweepResult,
+    TransportState,
+    sweep,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AST",
+    "ASTState",
+    "SweepRecord",
     "Reference",
     "Schedule",
     "StepInfo",
@@ -18,6 +30,9 @@ __all__ = [
     "TransportState",
     "combine_evidence",
     "sweep",
+    "plots",
     "targets",
     "transport",
+    "log_evidence",
+    "to_arviz",
 ]

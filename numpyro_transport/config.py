@@ -19,8 +19,9 @@ class TransportConfig:
       between steps, in [0, 1]; near 1 cancels most inner Monte Carlo noise in the weights.
     - **move** - ``"covariance"`` (Reeves–Pfister V2, default), ``"euler"`` (V1) or
       ``"posterior"`` (V3).
-    - **pooled** - estimate the drift from the whole population's draws (I3); it only feeds the
-      proposal, so exactness is kept.
+    - **pool_neighbours** - k: each particle's drift pools the inner draws of its k nearest
+      particles, itself included (I3); 1 uses its own draws only. The drift only feeds the
+      proposal, so exactness is kept whatever k.
     - **shrinkage** - pseudo-count κ of the Gaussian-fit posterior in the drift estimate:
       with e effective inner draws the drift is (e·m̂ + κ·y/(1+λ))/(e+κ) (≥ 0; 0 disables).
     - **gradient_control_variate** - gate the drift with ∇log γ (zero variance on Gaussians;
@@ -42,7 +43,7 @@ class TransportConfig:
     target_inner_ess: float = 8.0
     inner_correlation: float = 0.95
     move: str = "covariance"
-    pooled: bool = True
+    pool_neighbours: int = 16
     shrinkage: float = 4.0
     gradient_control_variate: bool = False
     max_lambda: float = 1000.0
@@ -74,11 +75,17 @@ class TransportConfig:
             ("cess_threshold", 0 <= self.cess_threshold < 1, "must be in [0, 1)"),
             ("max_retries", self.max_retries >= 0, "must be non-negative"),
             ("max_steps", self.max_steps >= 1, "must be at least 1"),
+            ("pool_neighbours", self.pool_neighbours >= 1, "must be at least 1"),
             ("pool_batch", self.pool_batch >= 1, "must be at least 1"),
         ]
         for name, ok, message in checks:
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} {message}.")
+
+    @property
+    def neighbours(self) -> int:
+        """Particles pooled per drift estimate, ``min(pool_neighbours, num_particles)``."""
+        return min(self.pool_neighbours, self.num_particles)
 
     @property
     def max_inner(self) -> int:

@@ -4,6 +4,7 @@ Warm-up sweep w runs adaptively with reference R_w; its Rao–Blackwellized mome
 R_{w+1} (moment matching covers every mode found). The last warm-up sweep's grid, inner sizes
 and reference are frozen, and ``num_sweeps`` independent frozen sweeps each return an unbiased
 Ẑ_r. They combine as Ẑ = mean_r Ẑ_r, and particle i of sweep r has weight ∝ Ẑ_r W_r^i.
+A NumPyro model is sampled in its unconstrained space (:mod:`numpyro_transport.model`).
 """
 
 import contextlib
@@ -17,46 +18,64 @@ from blackjax.smc.resampling import systematic
 from jax.scipy.special import logsumexp
 
 from numpyro_transport import progress_bar
+from numpyro_transport import warmup as _warmup
 from numpyro_transport.config import TransportConfig
-from numpyro_transport.reference import Reference, broad, from_moments, to_original
-from numpyro_transport.sweep import Schedule, SweepResult, sweep
+from numpyro_transport.model import ModelRun, model_run
+from numpyro_transport.reference import Reference, broad, from_moments
+from numpyro_transport.sweep import Schedule, SweepRecord, SweepResult, sweep, sweep_record
 
 __all__ = [
     "TransportResult",
     "transport",
     "combine_evidence",
-    "ess_fraction",
-    "tempering_exponent",
 ]
 
 _sweep = jax.jit(sweep, static_argnames=("logdensity_fn", "config", "progress"))
+_warmup_init = jax.jit(_warmup.init, static_argnames=("logdensity_fn", "config", "tempering_ess"))
+_adapt = jax.jit(_warmup.adapt, static_argnames=("logdensity_fn", "config", "tempering_ess"))
 
 
 @dataclass(frozen=True)
 class TransportResult:
     """What :func:`transport` returns.
 
-    - **samples** - ``(R·N, d)`` equal-weight draws from the target.
-    - **particles**, **log_weights** - the ``(R·N, d)`` weighted particles and their normalized
-      log-weights (∝ log Ẑ_r + log W_r^i).
+    - **samples** - ``(R·N, d)`` equal-weight draws from the target; for a NumPyro model, a dict
+      of constrained sites (deterministic sites included), each with leading axis R·N.
+    - **particles**, **log_weights** - the ``(R·N, d)`` weighted particles (unconstrained for a
+      model) and their normalized log-weights (∝ log Ẑ_r + log W_r^i).
     - **log_evidence**, **log_evidence_se** - log Ẑ over the R frozen sweeps and its standard
       error (delta method on the spread of the Ẑ_r).
     - **sweep_log_evidence** - ``(R,)`` each frozen sweep's log Ẑ_r.
+    - **sweep_samples** - ``(R, N, d)`` each frozen sweep's own equal-weight draws (ArviZ's
+      chains, in :meth:`to_arviz`).
     - **reference**, **schedule** - the frozen preconditioner and λ-grid.
     - **diagnostics** - ``{"warmup": [...], "sweeps": {...}}``: per-step arrays (see
       :class:`~numpyro_transport.sweep.StepInfo`) of every warm-up sweep, and of the frozen
       sweeps stacked as ``(R, K)``; plus per-sweep scalars and ``num_evaluations``.
+    - **records** - :class:`~numpyro_transport.sweep.SweepRecord` of the warm-up and of the
+      frozen sweeps, with leading dims ``(1, sweep)``.
+    - **model** - the NumPyro model, its arguments and set-up, or ``None`` for a log-density.
     """
 
-    samples: np.ndarray
+    samples: np.ndarray | dict
     particles: np.ndarray
     log_weights: np.ndarray
     log_evidence: float
     log_evidence_se: float
     sweep_log_evidence: np.ndarray
+    sweep_samples: np.ndarray
     reference: Reference
     schedule: Schedule
     diagnostics: dict
+    records: tuple[SweepRecord, SweepRecord]
+    model: ModelRun | None = None
+
+    def to_arviz(self, **from_numpyro_kwargs):
+        """An ArviZ DataTree: the frozen sweeps' draws as chains, plus the ``transport`` group
+        (see :func:`numpyro_transport.to_arviz`)."""
+        from numpyro_transport.inference_data import to_arviz  # noqa: PLC0415 (import cycle)
+
+        return to_arviz(self, **from_numpyro_kwargs)
 
 
 def combine_evidence(log_z):
@@ -77,19 +96,11 @@ def _as_reference(reference, initial_position, dim) -> Reference:
         position = jnp.asarray(initial_position, dtype=jnp.result_type(float))
         return broad(position.shape[0])._replace(mean=position)
     if dim is None:
-        raise ValueError("Pass dim, initial_position or reference to set the dimension.")
+        raise ValueError(
+            "Pass dim, initial_position or reference to set the dimension of a log-density "
+            "(a NumPyro model is recognised by running it with model_args and model_kwargs)."
+        )
     return broad(dim)
-
-
-def _pool_log_ratios(rng_key, logdensity_fn, reference: Reference, num: int):
-    """log γ(u) − log N(u; μ̂, LLᵀ) at ``num`` reference draws (−∞ where γ is non-finite)."""
-    x = jax.random.normal(rng_key, (num, reference.mean.shape[0]))
-    log_p = jax.vmap(logdensity_fn)(to_original(reference, x)) + reference.log_det
-    log_ref = -0.5 * jnp.sum(x**2, -1) - 0.5 * x.shape[-1] * jnp.log(2 * jnp.pi)
-    return jnp.where(jnp.isfinite(log_p), log_p - log_ref, -jnp.inf)
-
-
-_pool_log_ratios = jax.jit(_pool_log_ratios, static_argnames=("logdensity_fn", "num"))
 
 
 def _check_start(log_r):
@@ -100,31 +111,6 @@ def _check_start(log_r):
             "finite somewhere near the reference, or pass reference=(mean, cov) or "
             "initial_position inside its support."
         )
-
-
-def ess_fraction(log_r, beta: float = 1.0) -> float:
-    """ESS/n of importance weights exp(β r) (0 when no weight is finite)."""
-    log_r = np.asarray(log_r, dtype=np.float64)
-    finite = log_r[np.isfinite(log_r)]
-    if finite.size == 0:
-        return 0.0
-    w = np.exp(beta * (finite - finite.max()))
-    return float(w.sum() ** 2 / (w**2).sum() / log_r.shape[0])
-
-
-def tempering_exponent(log_r, target_ess: float) -> float:
-    """Largest β ≤ 1 whose importance weights exp(β r) keep an ESS fraction ≥ ``target_ess``."""
-
-    def ess(beta):
-        return ess_fraction(log_r, beta)
-
-    if ess(1.0) >= target_ess:
-        return 1.0
-    lo, hi = 0.0, 1.0
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if ess(mid) >= target_ess else (lo, mid)
-    return lo
 
 
 def _steps(result: SweepResult):
@@ -140,18 +126,6 @@ def _steps(result: SweepResult):
     return steps
 
 
-def _warmup_sweep(rng_key, logdensity_fn, ref, config, progress, temperature):
-    """One adaptive sweep; returns the moment-matched refit (or ``ref`` if degenerate), the
-    sweep's diagnostics and its schedule."""
-    result = _sweep(rng_key, logdensity_fn, ref, config, None, progress, temperature)
-    _require_finite(result, "warm-up")
-    steps = _steps(result)
-    steps.update(temperature=np.asarray(temperature))
-    refit = from_moments(result.mean, result.cov)
-    ok = bool(jnp.all(jnp.isfinite(refit.scale_tril)))
-    return (refit if ok else ref), steps, result.schedule
-
-
 def _require_finite(result: SweepResult, what: str):
     if not np.isfinite(float(result.log_evidence)):
         raise FloatingPointError(
@@ -162,9 +136,11 @@ def _require_finite(result: SweepResult, what: str):
 
 
 def transport(
-    logdensity_fn,
+    target,
     rng_key,
     *,
+    model_args=(),
+    model_kwargs=None,
     dim: int | None = None,
     initial_position=None,
     reference=None,
@@ -175,16 +151,21 @@ def transport(
     progress: bool = True,
     **options,
 ) -> TransportResult:
-    """Sample from exp(logdensity_fn)/Z and estimate log Z by annealed stochastic transport.
+    """Sample from exp(logdensity)/Z and estimate log Z by annealed stochastic transport.
 
     Args:
-        logdensity_fn: ``u (d,) -> log γ(u)``, unnormalized, jit-able. Non-finite values give
-            zero weight.
+        target: a log-density ``u (d,) -> log γ(u)``, unnormalized and jit-able (non-finite
+            values give zero weight); or a NumPyro model, called with ``model_args`` and
+            ``model_kwargs``, sampled in its unconstrained space (Z is then the evidence
+            p(data)).
         rng_key: a JAX PRNG key; the same key gives the same result.
-        dim: dimension d, if neither ``initial_position`` nor ``reference`` gives it.
+        model_args, model_kwargs: arguments of a NumPyro model.
+        dim: dimension d of a log-density, if neither ``initial_position`` nor ``reference``
+            gives it.
         initial_position: centre of the broad fallback reference N(position, I).
-        reference: a :class:`~numpyro_transport.reference.Reference` or ``(mean, cov)``
-            (e.g. moments of prior draws). Defaults to N(0, I).
+        reference: a :class:`~numpyro_transport.reference.Reference` or ``(mean, cov)``.
+            Defaults to N(0, I) for a log-density and to the moments of prior draws (in
+            unconstrained space) for a model.
         num_warmup_sweeps: adaptive sweeps (≥ 1) on the target; after each but the last the
             reference is refitted to the sweep's moments (kept only if importance sampling
             from it improves); the last one's grid is frozen.
@@ -204,6 +185,19 @@ def transport(
         >>> result = transport(logdensity, jax.random.key(0), dim=2, progress=False)
         >>> bool(abs(result.log_evidence - jnp.log(2 * jnp.pi)) < 0.05)
         True
+
+        A NumPyro model, here with log Z = log N(0.5; 0, 2):
+
+        >>> import numpyro, numpyro.distributions as dist
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> result = transport(model, jax.random.key(1), model_args=(0.5,), progress=False)
+        >>> result.samples["mu"].shape
+        (2048,)
+        >>> exact = float(dist.Normal(0.0, 2**0.5).log_prob(0.5))
+        >>> bool(abs(result.log_evidence - exact) < 4 * result.log_evidence_se + 0.01)
+        True
     """
     config = TransportConfig(**options)
     if num_warmup_sweeps < 1:
@@ -214,53 +208,54 @@ def transport(
         raise ValueError(
             f"num_sweeps={num_sweeps!r} must be at least 2 to estimate the standard error."
         )
-    ref = _as_reference(reference, initial_position, dim)
-    num_pool = config.num_particles * config.num_inner
-    keys = iter(jax.random.split(rng_key, 2 * max_tempering_sweeps + num_warmup_sweeps + 4))
-    pool_key = next(keys)  # one pool for every comparison: common random numbers
-    log_r = np.asarray(_pool_log_ratios(pool_key, logdensity_fn, ref, num_pool))
-    _check_start(log_r)
-    num_pools = 1
+    model_kwargs = model_kwargs or {}
+    run = model_run(target, model_args, model_kwargs)
+    if run is None:
+        logdensity_fn = target
+        ref = _as_reference(reference, initial_position, dim)
+    else:
+        logdensity_fn = run.logdensity
+        ref = run.setup.reference if reference is None else _as_reference(reference, None, None)
+    keys = iter(jax.random.split(rng_key, max_tempering_sweeps + num_warmup_sweeps + 3))
+    state, log_r = _warmup_init(next(keys), logdensity_fn, ref, config, tempering_ess)
+    _check_start(np.asarray(log_r))
 
-    warmup = []
+    warmup, warmup_entries = [], []
     shown = progress_bar.bar(num_warmup_sweeps + num_sweeps, config.max_lambda)
     with shown if progress else contextlib.nullcontext():
 
-        def refine(ref, log_r, temperature):
-            """One adaptive sweep; its moment-matched refit replaces ``ref`` only if importance
-            sampling of the target from it is better (a larger λ = 0 ESS), so a degenerate
-            sweep can never drag the reference away."""
-            nonlocal num_pools
-            candidate, steps, _ = _warmup_sweep(
-                next(keys), logdensity_fn, ref, config, progress, temperature
+        def warmup_sweep(state, final):
+            temperature = _warmup.sweep_temperature(state, final)
+            result = _sweep(
+                next(keys),
+                logdensity_fn,
+                state.reference,
+                config,
+                state.schedule,
+                progress,
+                temperature,
+                adaptive=True,
             )
-            new_log_r = np.asarray(_pool_log_ratios(pool_key, logdensity_fn, candidate, num_pool))
-            num_pools += 1
-            improved = ess_fraction(new_log_r) > ess_fraction(log_r)
-            steps["refit_accepted"] = np.asarray(improved)
+            _require_finite(result, "warm-up")
+            state, accepted = _adapt(state, result, logdensity_fn, config, tempering_ess, final)
+            steps = _steps(result)
+            steps.update(temperature=np.asarray(temperature), refit_accepted=np.asarray(accepted))
             warmup.append(steps)
-            return (candidate, new_log_r, True) if improved else (ref, log_r, False)
+            warmup_entries.append(sweep_record(result, temperature, accepted, len(warmup) - 1))
+            return state
 
-        # Tempered stages: while the reference is far from the target, sweep towards
-        # p^β·reference^(1−β), with β set by the λ = 0 importance ESS, and refit.
-        beta = tempering_exponent(log_r, tempering_ess)
-        while beta < 1 and len(warmup) < max_tempering_sweeps:
+        # Tempered stages first, while the reference is far from the target (β < 1).
+        while float(state.temperature) < 1 and len(warmup) < max_tempering_sweeps:
             progress_bar.add_sweeps(1)
-            ref, log_r, improved = refine(ref, log_r, beta)
-            if not improved:
-                break
-            beta = tempering_exponent(log_r, tempering_ess)
+            state = warmup_sweep(state, False)
         for w in range(num_warmup_sweeps):
-            if w < num_warmup_sweeps - 1:
-                ref, log_r, _ = refine(ref, log_r, 1.0)
-            else:  # the last warm-up sweep records the grid of the final reference
-                _, steps, schedule = _warmup_sweep(
-                    next(keys), logdensity_fn, ref, config, progress, 1.0
-                )
-                warmup.append(steps)
+            state = warmup_sweep(state, w == num_warmup_sweeps - 1)
+        ref, schedule = state.reference, state.schedule
         runs = []
         for key in jax.random.split(next(keys), num_sweeps):
-            result = _sweep(key, logdensity_fn, ref, config, schedule, progress)
+            result = _sweep(
+                key, logdensity_fn, ref, config, schedule, progress, jnp.float32(1), adaptive=False
+            )
             _require_finite(result, "frozen sweep")
             runs.append(result)
 
@@ -271,26 +266,33 @@ def transport(
     log_w = log_w - logsumexp(log_w)
     k_resample, k_perm = jax.random.split(next(keys))
     idx = systematic(k_resample, jnp.exp(log_w), particles.shape[0])
-    samples = particles[jax.random.permutation(k_perm, idx)]
+    samples = np.asarray(particles[jax.random.permutation(k_perm, idx)])
     frozen = [_steps(r) for r in runs]
     diagnostics = {
         "warmup": warmup,
         "sweeps": {name: np.stack([f[name] for f in frozen]) for name in frozen[0]},
-        # Sweeps, plus the λ = 0 pools that choose β and judge refits.
+        # Sweeps, plus the λ = 0 pools that choose β and judge each refit.
         "num_evaluations": int(
             sum(int(w["num_evaluations"]) for w in warmup)
             + sum(int(f["num_evaluations"]) for f in frozen)
-            + num_pools * num_pool
+            + (len(warmup) + 1) * config.num_particles * config.num_inner
         ),
     }
+    entries = [sweep_record(r, 1.0, False, len(warmup) + i) for i, r in enumerate(runs)]
+    records = tuple(
+        jax.tree.map(lambda *a: np.stack(a)[None], *e) for e in (warmup_entries, entries)
+    )
     return TransportResult(
-        samples=np.asarray(samples),
+        samples=samples if run is None else run.constrain(samples),
         particles=np.asarray(particles),
         log_weights=np.asarray(log_w),
         log_evidence=log_evidence,
         log_evidence_se=se,
         sweep_log_evidence=log_z,
+        sweep_samples=np.stack([np.asarray(r.samples) for r in runs]),
         reference=ref,
         schedule=schedule,
         diagnostics=diagnostics,
+        records=records,
+        model=run,
     )

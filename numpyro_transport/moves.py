@@ -11,9 +11,10 @@ Y_{λ+δ} | Y_λ = y is y + δX' + √δ Z with X' ~ p_λ(· | y): mean y + δm,
   log N = −½[d log(2πσ²) + log det(I_K + BBᵀ) + (‖r‖² − rᵀBᵀ(I_K + BBᵀ)⁻¹Br)/σ²].
 - V3 ``posterior``: J ~ Cat(w), y' = y + δp_J + √δ ε; a Gaussian mixture.
 
-All functions act on one particle and its
+All functions act on one particle, its :class:`MoveNoise` row and its
 :class:`~numpyro_transport.inner.DriftEstimate` row ``est`` (``mean (d,)``, ``points (K, d)``,
-``weights (K,)``, scalars ``cov_scale`` and ``iso_var``); the sweep vmaps them.
+``weights (K,)``, scalars ``cov_scale`` and ``iso_var``); the sweep vmaps them. The noise is
+drawn for the whole population at once by :func:`draw_noise`.
 """
 
 from collections.abc import Callable
@@ -23,21 +24,45 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from numpyro_transport import rng
 from numpyro_transport.path import gaussian_logpdf
 
-__all__ = ["Move", "euler", "covariance", "posterior", "get_move"]
+__all__ = ["Move", "MoveNoise", "draw_noise", "euler", "covariance", "posterior", "get_move"]
 
 
 class Move(NamedTuple):
-    """A transition kernel: ``sample(key, y, est, δ) -> y'`` and
+    """A transition kernel: ``sample(noise, y, est, δ) -> y'`` and
     ``logpdf(y', y, est, δ) -> log M(y → y')``."""
 
     sample: Callable
     logpdf: Callable
 
 
-def _euler_sample(key, y, est, delta):
-    return y + delta * est.mean + jnp.sqrt(delta) * jax.random.normal(key, y.shape)
+class MoveNoise(NamedTuple):
+    """The randomness of one move (leading axis N when drawn for the population).
+
+    - **eps** - ``(d,)`` standard normal: the Brownian increment.
+    - **zeta** - ``(K,)`` standard normal: V2's extra covariance along the support points.
+    - **u** - uniform on [0, 1): V3's choice of a support point.
+    """
+
+    eps: jax.Array
+    zeta: jax.Array
+    u: jax.Array
+
+
+def draw_noise(rng_key, num_particles, dim, num_points) -> MoveNoise:
+    """Noise for every particle's move, whatever the move."""
+    k1, k2, k3 = jax.random.split(rng_key, 3)
+    return MoveNoise(
+        rng.normal(k1, (num_particles, dim)),
+        rng.normal(k2, (num_particles, num_points)),
+        rng.uniform(k3, (num_particles,)),
+    )
+
+
+def _euler_sample(noise, y, est, delta):
+    return y + delta * est.mean + jnp.sqrt(delta) * noise.eps
 
 
 def _euler_logpdf(y_new, y, est, delta):
@@ -55,11 +80,9 @@ def _factor(est, delta):
     return var, scale[:, None] * (est.points - centre)
 
 
-def _covariance_sample(key, y, est, delta):
-    k1, k2 = jax.random.split(key)
+def _covariance_sample(noise, y, est, delta):
     var, b = _factor(est, delta)
-    noise = jax.random.normal(k1, y.shape) + b.T @ jax.random.normal(k2, (b.shape[0],))
-    return y + delta * est.mean + jnp.sqrt(var) * noise
+    return y + delta * est.mean + jnp.sqrt(var) * (noise.eps + b.T @ noise.zeta)
 
 
 def _covariance_logpdf(y_new, y, est, delta):
@@ -77,10 +100,10 @@ def _covariance_logpdf(y_new, y, est, delta):
 covariance = Move(_covariance_sample, _covariance_logpdf)
 
 
-def _posterior_sample(key, y, est, delta):
-    k1, k2 = jax.random.split(key)
-    j = jax.random.choice(k1, est.weights.shape[0], p=est.weights)
-    return y + delta * est.points[j] + jnp.sqrt(delta) * jax.random.normal(k2, y.shape)
+def _posterior_sample(noise, y, est, delta):
+    cdf = jnp.cumsum(est.weights)
+    j = jnp.minimum(jnp.searchsorted(cdf, noise.u * cdf[-1], side="right"), cdf.shape[0] - 1)
+    return y + delta * est.points[j] + jnp.sqrt(delta) * noise.eps
 
 
 def _posterior_logpdf(y_new, y, est, delta):

@@ -16,6 +16,7 @@ conditional is nearly Gaussian, and records the grid in a :class:`Schedule`. A f
 replays a schedule, so its Ẑ is exactly unbiased.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -26,7 +27,7 @@ from jax.scipy.special import logsumexp
 from numpyro_transport import inner
 from numpyro_transport import progress_bar as _progress
 from numpyro_transport.config import TransportConfig
-from numpyro_transport.moves import get_move
+from numpyro_transport.moves import draw_noise, get_move
 from numpyro_transport.path import backward_logpdf
 from numpyro_transport.reference import Reference, to_original, whiten
 
@@ -38,6 +39,10 @@ __all__ = [
     "init",
     "build_kernel",
     "sweep",
+    "empty_schedule",
+    "SweepRecord",
+    "sweep_record",
+    "empty_record",
 ]
 
 
@@ -106,6 +111,28 @@ class StepInfo(NamedTuple):
     num_inner: jax.Array
 
 
+class SweepRecord(NamedTuple):
+    """Per-step diagnostics of whole sweeps, for ArviZ's ``transport`` group.
+
+    One sweep's record has the shapes below; records of several sweeps stack them along leading
+    axes (``(S,)``, or ``(chain, S)``).
+
+    - **steps** - :class:`StepInfo` arrays ``(max_steps,)``, the first K valid.
+    - **num_steps** - steps K of the sweep.
+    - **log_evidence** - the sweep's log Ẑ.
+    - **temperature** - tempering exponent β of the sweep (1 unless warming up).
+    - **refit_accepted** - whether the sweep's refit replaced the reference.
+    - **iteration** - MCMC iteration (or sweep index) that ran the sweep; −1 marks an empty slot.
+    """
+
+    steps: StepInfo
+    num_steps: jax.Array
+    log_evidence: jax.Array
+    temperature: jax.Array
+    refit_accepted: jax.Array
+    iteration: jax.Array
+
+
 class SweepResult(NamedTuple):
     """Output of one sweep, in the original coordinates u = μ̂ + L x.
 
@@ -171,8 +198,8 @@ def build_kernel(logdensity_fn, config: TransportConfig):
     def kernel(rng_key, state: TransportState, drift, lam_next, num_blocks):
         k_move, k_draw, k_resample = jax.random.split(rng_key, 3)
         delta = lam_next - state.lam
-        keys = jax.random.split(k_move, n)
-        y_new = jax.vmap(move.sample, per_particle)(keys, state.y, drift, delta)
+        move_noise = draw_noise(k_move, n, state.y.shape[-1], drift.weights.shape[-1])
+        y_new = jax.vmap(move.sample, per_particle)(move_noise, state.y, drift, delta)
         log_m = jax.vmap(move.logpdf, per_particle)(y_new, state.y, drift, delta)
 
         noise = inner.refresh_noise(k_draw, state.draws.noise, config.inner_correlation)
@@ -242,32 +269,41 @@ def _estimate(rng_key, state, config):
         state.y,
         state.lam,
         config.max_inner,
-        config.pooled,
+        config.neighbours,
         config.pool_batch,
         config.shrinkage,
     )
 
 
-def _adaptive_step(kernel, config):
-    """One adaptive step: I-MMSE δ, CESS retries, inner-size rule, stopping rule."""
+def _step(kernel, config):
+    """One step λ_k → λ_{k+1}, adaptive or replaying a schedule (``adaptive`` may be traced,
+    so one compiled sweep serves both).
 
-    def step(rng_key, state, num_blocks):
+    Adaptive: I-MMSE δ, CESS-guarded halving, the inner-size rule and the stopping rule. Frozen:
+    λ_{k+1} and the inner size come from the schedule, with no retries.
+    """
+
+    def step(rng_key, state, k, num_blocks, schedule: Schedule, adaptive):
         k_est, k_step = jax.random.split(rng_key)
         drift = _estimate(k_est, state, config)
-        mmse = _mmse(drift, state.log_weights)
-        delta = jnp.clip(2 * config.epsilon / mmse, 0.0, config.max_lambda)
+        delta = jnp.clip(
+            2 * config.epsilon / _mmse(drift, state.log_weights), 0.0, config.max_lambda
+        )
         delta = jnp.where(jnp.isfinite(delta), delta, config.max_lambda)
+        blocks = jnp.where(adaptive, num_blocks, schedule.num_blocks[k])
 
         def attempt(key, delta):
             # Snap to Λ rather than leave a sliver: halving then converges and ends.
             gap = config.max_lambda - state.lam
             near_end = (1.5 * delta >= gap) | (gap <= 1e-3 * config.max_lambda)
             lam_next = jnp.where(near_end, config.max_lambda, state.lam + delta)
-            return kernel(key, state, drift, lam_next, num_blocks)
+            lam_next = jnp.where(adaptive, lam_next, schedule.lambdas[k])
+            return kernel(key, state, drift, lam_next, blocks)
 
         def retry_cond(carry):
             _, _, info, retries, _ = carry
-            return (info.cess < config.cess_threshold) & (retries < config.max_retries)
+            low = info.cess < config.cess_threshold
+            return (retries < 0) | (adaptive & low & (retries < config.max_retries))
 
         def retry_body(carry):
             key, _, info, retries, spent = carry
@@ -275,34 +311,27 @@ def _adaptive_step(kernel, config):
             new_state, new_info = attempt(sub, 0.5 * info.delta)
             return key, new_state, new_info, retries + 1, spent + new_info.num_evaluations
 
-        new_state, info = attempt(k_step, delta)
-        zero = jnp.zeros((), jnp.int32)
-        _, new_state, info, retries, spent = jax.lax.while_loop(
-            retry_cond, retry_body, (k_step, new_state, info, zero, info.num_evaluations)
-        )
+        # One compiled attempt serves the first try (retries = −1, δ/2 of a dummy 2δ) and every
+        # retry, which keeps the compiled sweep half as large.
+        dummy = jax.tree.map(
+            jnp.zeros_like, jax.eval_shape(lambda: attempt(k_step, delta)[1])
+        )._replace(delta=2 * delta)
+        start = (k_step, state, dummy, -jnp.ones((), jnp.int32), jnp.zeros((), jnp.int32))
+        _, new_state, info, retries, spent = jax.lax.while_loop(retry_cond, retry_body, start)
         info = info._replace(num_retries=retries, num_evaluations=spent)
 
         median = info.inner_ess_median
-        grow = (median < config.target_inner_ess) & (num_blocks < config.max_inner_blocks)
-        shrink = (median >= 2.5 * config.target_inner_ess) & (num_blocks > 1)
-        next_blocks = jnp.where(
-            grow, 2 * num_blocks, jnp.where(shrink, num_blocks // 2, num_blocks)
-        )
+        grow = (median < config.target_inner_ess) & (blocks < config.max_inner_blocks)
+        shrink = (median >= 2.5 * config.target_inner_ess) & (blocks > 1)
+        next_blocks = jnp.where(grow, 2 * blocks, jnp.where(shrink, blocks // 2, blocks))
         next_blocks = jnp.minimum(next_blocks, config.max_inner_blocks)
-        gaussian_enough = median >= config.final_inner_ess * num_blocks * config.num_inner
-        done = (new_state.lam >= config.max_lambda) | gaussian_enough
+        gaussian_enough = median >= config.final_inner_ess * blocks * config.num_inner
+        done = jnp.where(
+            adaptive,
+            (new_state.lam >= config.max_lambda) | gaussian_enough,
+            k + 1 >= schedule.num_steps,
+        )
         return new_state, info, next_blocks, done
-
-    return step
-
-
-def _frozen_step(kernel, config, schedule: Schedule):
-    def step(rng_key, state, k):
-        k_est, k_step = jax.random.split(rng_key)
-        drift = _estimate(k_est, state, config)
-        blocks = schedule.num_blocks[k]
-        new_state, info = kernel(k_step, state, drift, schedule.lambdas[k], blocks)
-        return new_state, info, k + 1 >= schedule.num_steps
 
     return step
 
@@ -315,12 +344,15 @@ def sweep(
     schedule: Schedule | None = None,
     progress: bool = False,
     temperature=1.0,
+    adaptive=None,
 ) -> SweepResult:
     """Run one sweep from λ = 0; adaptive when ``schedule`` is None, else frozen on it.
 
     ``logdensity_fn`` is the target over the original coordinates u. With ``progress``, every
     step reports λ to the host bar of :mod:`numpyro_transport.progress_bar`. A ``temperature``
-    β < 1 targets p^β·reference^(1−β) instead (warm-up only).
+    β < 1 targets p^β·reference^(1−β) instead (warm-up only). ``adaptive`` (a traced bool, by
+    default ``schedule is None``) chooses between adapting and replaying ``schedule`` inside
+    one compiled function.
     """
     target = whiten(logdensity_fn, reference, temperature)
     dim = reference.mean.shape[0]
@@ -332,18 +364,16 @@ def sweep(
         lambda v: jnp.zeros((n_max,), v.dtype),
         jax.eval_shape(lambda: kernel(k_loop, state, _estimate(k_loop, state, config), 1.0, 1)[1]),
     )
-    recorded = Schedule(jnp.zeros(n_max), jnp.ones(n_max, jnp.int32), jnp.zeros((), jnp.int32))
-    adaptive = schedule is None
-    step = _adaptive_step(kernel, config) if adaptive else _frozen_step(kernel, config, schedule)
+    recorded = empty_schedule(config)
+    if adaptive is None:
+        adaptive = schedule is None
+    schedule = recorded if schedule is None else schedule
+    step = _step(kernel, config)
 
     def body(carry):
         key, state, k, _, blocks, infos, recorded = carry
         key, sub = jax.random.split(key)
-        if adaptive:
-            state, info, next_blocks, done = step(sub, state, blocks)
-        else:
-            state, info, done = step(sub, state, k)
-            next_blocks = blocks
+        state, info, next_blocks, done = step(sub, state, k, blocks, schedule, adaptive)
         infos = jax.tree.map(lambda buf, v: buf.at[k].set(v), infos, info)
         recorded = Schedule(
             recorded.lambdas.at[k].set(info.lam),
@@ -365,6 +395,12 @@ def sweep(
         cond, body, start + (empty_info, recorded)
     )
     return _finalize(k_final, state, reference, config, infos, recorded, done, initial)
+
+
+def empty_schedule(config: TransportConfig) -> Schedule:
+    """A schedule with no steps, padded to ``config.max_steps``."""
+    n_max = config.max_steps
+    return Schedule(jnp.zeros(n_max), jnp.ones(n_max, jnp.int32), jnp.zeros((), jnp.int32))
 
 
 def _finalize(rng_key, state, reference, config, infos, recorded, done, initial):
@@ -402,4 +438,42 @@ def _finalize(rng_key, state, reference, config, infos, recorded, done, initial)
         num_evaluations=jnp.sum(infos.num_evaluations) + num_initial,
         steps=infos,
         schedule=recorded,
+    )
+
+
+def sweep_record(result: SweepResult, temperature, refit_accepted, iteration) -> SweepRecord:
+    """The :class:`SweepRecord` of one sweep."""
+    return SweepRecord(
+        result.steps,
+        result.num_steps,
+        result.log_evidence,
+        jnp.asarray(temperature, jnp.float32),
+        jnp.asarray(refit_accepted, bool),
+        jnp.asarray(iteration, jnp.int32),
+    )
+
+
+@functools.cache
+def _step_shapes(config: TransportConfig):
+    return jax.eval_shape(
+        lambda: (
+            sweep(
+                jax.random.key(0),
+                lambda u: -0.5 * u @ u,
+                Reference(jnp.zeros(1), jnp.eye(1)),
+                config,
+            ).steps
+        )
+    )
+
+
+def empty_record(size: int, config: TransportConfig) -> SweepRecord:
+    """A record of ``size`` empty slots (iteration −1)."""
+    return SweepRecord(
+        jax.tree.map(lambda s: jnp.zeros((size,) + s.shape, s.dtype), _step_shapes(config)),
+        jnp.zeros(size, jnp.int32),
+        jnp.zeros(size),
+        jnp.ones(size),
+        jnp.zeros(size, bool),
+        jnp.full(size, -1, jnp.int32),
     )

@@ -50,7 +50,8 @@ def test_covariance_move_woodbury_matches_dense():
     """V2's Woodbury log-density equals the dense N(y + δm̂, δI + δ²(s·AᵀA + v·I))."""
     est = _summary(jax.random.key(0))
     y, delta = jnp.arange(4.0), 0.37
-    y_new = moves.covariance.sample(jax.random.key(1), y, est, delta)
+    noise = jax.tree.map(lambda a: a[0], moves.draw_noise(jax.random.key(1), 1, 4, 6))
+    y_new = moves.covariance.sample(noise, y, est, delta)
     centre = est.weights @ est.points
     a = jnp.sqrt(est.weights)[:, None] * (est.points - centre)
     cov = delta * jnp.eye(4) + delta**2 * (est.cov_scale * a.T @ a + est.iso_var * jnp.eye(4))
@@ -66,9 +67,8 @@ def test_move_samples_match_density(name):
     move = moves.get_move(name)
     est = _summary(jax.random.key(2), k=5, d=1)
     y, delta = jnp.array([0.3]), 0.8
-    draws = jax.vmap(lambda k: move.sample(k, y, est, delta))(
-        jax.random.split(jax.random.key(3), 100_000)
-    )[:, 0]
+    noise = moves.draw_noise(jax.random.key(3), 100_000, 1, 5)
+    draws = jax.vmap(lambda e: move.sample(e, y, est, delta))(noise)[:, 0]
     grid = jnp.linspace(-20, 20, 40001)
     dens = jnp.exp(jax.vmap(lambda g: move.logpdf(jnp.array([g]), y, est, delta))(grid))
     np.testing.assert_allclose(jnp.trapezoid(dens, grid), 1.0, atol=1e-4)  # V3 normalizes
@@ -109,7 +109,7 @@ def test_own_estimator_matches_exact_posterior(lam):
     m = 40_000
     noise = inner.new_noise(jax.random.key(4), 1, 1, m, 3)
     draws = inner.draw(target.logdensity_fn, noise, y, lam, 1, with_grad=False)
-    est = inner.estimate(jax.random.key(5), draws, y, lam, m, False, 1, pseudo_count=0.0)
+    est = inner.estimate(jax.random.key(5), draws, y, lam, m, 1, 1, pseudo_count=0.0)
     mean, cov, log_g = _exact_posterior(target, y[0], lam)
     w = est.weights[0]
     ess = est.ess[0]
@@ -124,9 +124,9 @@ def test_own_estimator_matches_exact_posterior(lam):
 
 
 def test_pooled_estimator_and_gradient_gate():
-    """The pooled estimator (I3) recovers the exact drift of every particle within 5 standard
-    errors of the particle's own estimator, and beats it in RMSE (seed 6); with the gradient
-    control variate both are exact on N(0, I)."""
+    """The pooled estimator (I3, 8 neighbours) recovers the exact drift of every particle within
+    5 standard errors of the particle's own estimator, and beats it in RMSE (seed 6); with the
+    gradient control variate every pool size is exact on N(0, I)."""
     target = _gaussian_target(2, seed=1)
     lam, n, m = 3.0, 64, 32
     y = lam * target.sample(jax.random.key(6), n) + jnp.sqrt(lam) * jax.random.normal(
@@ -134,18 +134,18 @@ def test_pooled_estimator_and_gradient_gate():
     )
     noise = inner.new_noise(jax.random.key(8), n, 1, m, 2)
     draws = inner.draw(target.logdensity_fn, noise, y, lam, 1, with_grad=False)
-    est = inner.estimate(jax.random.key(9), draws, y, lam, m, True, 16, pseudo_count=0.0)
+    est = inner.estimate(jax.random.key(9), draws, y, lam, m, 8, 16, pseudo_count=0.0)
     exact = jax.vmap(lambda yy: _exact_posterior(target, yy, lam)[0])(y)
     post_sd = jnp.sqrt(jnp.diagonal(_exact_posterior(target, y[0], lam)[1]))
     own_se = post_sd / jnp.sqrt(est.ess[:, None])
     assert jnp.all(jnp.abs(est.mean - exact) < 5 * own_se)
-    own = inner.estimate(jax.random.key(9), draws, y, lam, m, False, 16, pseudo_count=0.0)
+    own = inner.estimate(jax.random.key(9), draws, y, lam, m, 1, 16, pseudo_count=0.0)
     assert jnp.mean((est.mean - exact) ** 2) < jnp.mean((own.mean - exact) ** 2)
 
     white = targets.gaussian(jnp.zeros(2), jnp.eye(2))
     draws = inner.draw(white.logdensity_fn, noise, y, lam, 1, with_grad=True)
-    for pooled in (False, True):
-        est = inner.estimate(jax.random.key(10), draws, y, lam, m, pooled, 16, 0.0)
+    for neighbours in (1, 8, n):
+        est = inner.estimate(jax.random.key(10), draws, y, lam, m, neighbours, 16, 0.0)
         np.testing.assert_allclose(est.mean, y / (1 + lam), atol=1e-4)
 
 

@@ -1,0 +1,1 @@
+"""NumPyro translations of posteriordb reference posteriors (see :mod:`.models`)."""

@@ -1,0 +1,180 @@
+"""The evidence of an AST run, and its ArviZ DataTree with a ``transport`` group.
+
+The ``transport`` group holds per-step diagnostics of whole sweeps, dims
+``(chain, sweep, step)``: every warm-up sweep (up to 64) and the latest sampling sweeps. Steps
+past a sweep's K are NaN. Per-sweep variables (``phase``, ``iteration``, ``sweep_log_evidence``,
+``num_steps``, ``temperature``, ``refit_accepted``) have dims ``(chain, sweep)``; the group's
+attributes carry ``log_evidence`` and ``log_evidence_se``.
+"""
+
+import json
+from dataclasses import asdict
+
+import arviz as az
+import jax
+import numpy as np
+import xarray as xr
+from arviz_base.io_numpyro import NumPyroInferenceAdapter
+
+from numpyro_transport.engine import TransportResult, combine_evidence
+from numpyro_transport.kernel import AST
+from numpyro_transport.sweep import SweepRecord
+
+__all__ = ["log_evidence", "to_arviz", "transport_dataset"]
+
+
+def _kernel(mcmc) -> AST:
+    if not isinstance(mcmc.sampler, AST):
+        raise TypeError(f"Expected an MCMC run with the AST kernel, got {type(mcmc.sampler)}.")
+    return mcmc.sampler
+
+
+def log_evidence(mcmc) -> tuple[float, float]:
+    """log Z of the model and its standard error, from an MCMC run with :class:`AST`.
+
+    Averages Ẑ over **every** sweep proposed in the sampling phase of every chain, accepted or
+    not. Each frozen sweep's Ẑ is unbiased and independent of the others, so their mean is
+    unbiased and its spread gives the standard error (delta method on log). The sweeps the
+    chain accepted are not a fair sample: PIMH accepts a sweep with probability min(1, Ẑ*/Ẑ),
+    which favours large Ẑ*, so the Ẑ attached to the current draws is biased upward.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import MCMC
+        >>> from numpyro_transport import AST, log_evidence
+        >>> def model(y):  # log Z = log N(y; 0, 2)
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> kernel = AST(model, num_particles=32, max_inner_blocks=1)
+        >>> mcmc = MCMC(kernel, num_warmup=2, num_samples=20, progress_bar=False)
+        >>> mcmc.run(jax.random.key(0), 0.0)
+        >>> log_z, se = log_evidence(mcmc)
+        >>> bool(abs(log_z + 0.5 * jnp.log(4 * jnp.pi)) < 4 * se + 0.01)
+        True
+    """
+    _kernel(mcmc)
+    fields = mcmc.get_extra_fields(group_by_chain=True)
+    if "log_evidence" not in fields:
+        raise ValueError(
+            "The run did not collect the 'log_evidence' field; keep AST's default_fields."
+        )
+    return combine_evidence(np.asarray(fields["log_evidence"]).reshape(-1))
+
+
+def _valid_slots(record: SweepRecord) -> np.ndarray:
+    """Filled slots of a record (same for every chain), in iteration order."""
+    iteration = np.asarray(record.iteration).reshape(-1, record.iteration.shape[-1])[0]
+    slots = np.flatnonzero(iteration >= 0)
+    return slots[np.argsort(iteration[slots])]
+
+
+def _take(record: SweepRecord, slots) -> SweepRecord:
+    return jax.tree.map(lambda a: np.take(np.asarray(a), slots, axis=1), record)
+
+
+def transport_dataset(records, phases, attrs=None) -> xr.Dataset:
+    """Per-step diagnostics of ``records`` (:class:`~numpyro_transport.sweep.SweepRecord`
+    with leading dims ``(chain, sweep)``), concatenated along ``sweep``; ``phases`` names each
+    record's phase."""
+    parts = []
+    for record, phase in zip(records, phases, strict=True):
+        slots = _valid_slots(record)
+        parts.append((_take(record, slots), phase, slots.size))
+    num_steps = np.concatenate([np.asarray(r.num_steps) for r, _, _ in parts], axis=1)
+    width = max(int(num_steps.max(initial=0)), 1)
+    valid = np.arange(width) < num_steps[..., None]
+    dims3, dims2 = ("chain", "sweep", "step"), ("chain", "sweep")
+    data = {}
+    for name in parts[0][0].steps._fields:
+        value = np.concatenate(
+            [np.asarray(getattr(r.steps, name))[..., :width] for r, _, _ in parts], axis=1
+        )
+        data[name] = (dims3, np.where(valid, value.astype(np.float64), np.nan))
+    for name in ("iteration", "log_evidence", "temperature", "refit_accepted"):
+        value = np.concatenate([np.asarray(getattr(r, name)) for r, _, _ in parts], axis=1)
+        key = "sweep_log_evidence" if name == "log_evidence" else name
+        data[key] = (dims2, value)
+    data["num_steps"] = (dims2, num_steps)
+    phase = np.concatenate([np.full(n, p) for _, p, n in parts])
+    coords = {
+        "chain": np.arange(num_steps.shape[0]),
+        "sweep": np.arange(num_steps.shape[1]),
+        "step": np.arange(width),
+        "phase": ("sweep", phase),
+    }
+    return xr.Dataset(data, coords=coords, attrs=attrs or {})
+
+
+class _ResultAdapter(NumPyroInferenceAdapter):
+    """A :class:`~numpyro_transport.TransportResult` of a NumPyro model, seen by ArviZ's
+    NumPyro converter (for dims, observed data and the log-likelihood): chain = frozen sweep."""
+
+    def __init__(self, result: TransportResult):
+        run = result.model
+        shape = result.sweep_samples.shape[:2]
+        super().__init__(result, run.model, run.model_args, run.model_kwargs, shape)
+
+    @property
+    def sample_dims(self):
+        return ["chain", "draw"]
+
+    def get_samples(self, seed=None, **kwargs):
+        return self.posterior.model.constrain(self.posterior.sweep_samples)
+
+
+def _result_to_arviz(result: TransportResult, **from_numpyro_kwargs) -> xr.DataTree:
+    if result.model is None:
+        tree = az.from_dict({"posterior": {"x": result.sweep_samples}}, **from_numpyro_kwargs)
+    else:
+        tree = az.from_numpyro(_ResultAdapter(result), **from_numpyro_kwargs)
+    attrs = {
+        "log_evidence": result.log_evidence,
+        "log_evidence_se": result.log_evidence_se,
+        "dim": int(result.reference.mean.shape[-1]),
+    }
+    tree["transport"] = xr.DataTree(transport_dataset(result.records, ("warmup", "sample"), attrs))
+    return tree
+
+
+def to_arviz(run, **from_numpyro_kwargs) -> xr.DataTree:
+    """ArviZ DataTree of an :class:`AST` MCMC run or a :class:`~numpyro_transport.TransportResult`,
+    with the ``transport`` group.
+
+    For an MCMC run it is ``az.from_numpyro(mcmc, **from_numpyro_kwargs)`` plus the group. For a
+    ``transport()`` result the posterior's chains are its frozen sweeps (each sweep's own
+    equal-weight draws), built by ArviZ's NumPyro converter for a model (so dims, observed data
+    and ``log_likelihood=True`` work) and as a variable ``x`` for a log-density.
+
+    Example:
+        >>> import jax, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import MCMC
+        >>> from numpyro_transport import AST, to_arviz
+        >>> def model(y):  # log Z = log N(y; 0, 2)
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> kernel = AST(model, num_particles=32, max_inner_blocks=1)
+        >>> mcmc = MCMC(kernel, num_warmup=2, num_samples=20, progress_bar=False)
+        >>> mcmc.run(jax.random.key(0), 0.0)
+        >>> dt = to_arviz(mcmc)
+        >>> sorted(dt["transport"].dims)
+        ['chain', 'step', 'sweep']
+    """
+    if isinstance(run, TransportResult):
+        return _result_to_arviz(run, **from_numpyro_kwargs)
+    kernel = _kernel(run)
+    mcmc = run
+    tree = az.from_numpyro(mcmc, **from_numpyro_kwargs)
+    state = mcmc.last_state
+    records = [state.warmup_record, state.sample_record]
+    if mcmc.num_chains == 1:
+        records = [jax.tree.map(lambda a: np.asarray(a)[None], r) for r in records]
+    log_z, se = log_evidence(mcmc)
+    attrs = {
+        "log_evidence": log_z,
+        "log_evidence_se": se,
+        "dim": int(np.shape(state.warmup.reference.mean)[-1]),
+        "num_particles": kernel.config.num_particles,
+        "config": json.dumps(asdict(kernel.config)),
+    }
+    tree["transport"] = xr.DataTree(transport_dataset(records, ("warmup", "sample"), attrs))
+    return tree

@@ -1,0 +1,222 @@
+"""From a NumPyro model to what the transport needs: checks, a flat log-density, a reference.
+
+The transport works on the unconstrained latent space, flattened to R^d. The log-density is
+−potential_fn (it includes the log-Jacobians of the constraint transforms), so Z computed there
+is the model evidence p(data). The first reference is moment-matched to prior draws mapped to
+unconstrained space: it needs no MAP, so a multimodal posterior is not collapsed to one mode.
+"""
+
+import warnings
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from numpyro import handlers
+from numpyro.infer import init_to_sample
+from numpyro.infer.util import initialize_model
+
+from numpyro_transport.reference import Reference, from_moments
+
+__all__ = [
+    "ModelSetup",
+    "ModelRun",
+    "check_model",
+    "setup_model",
+    "flat_logdensity",
+    "is_model",
+    "model_run",
+]
+
+#: Coordinates of sites with improper priors get this reference scale (unconstrained space).
+IMPROPER_SCALE = 10.0
+
+
+class ModelSetup(NamedTuple):
+    """A model prepared for the transport.
+
+    - **potential_fn_gen** - ``(*args, **kwargs) -> (z -> potential energy)``.
+    - **postprocess_fn_gen** - ``(*args, **kwargs) -> (z -> constrained + deterministic sites)``.
+    - **init_z** - one valid unconstrained point (a prior draw), a pytree.
+    - **unravel** - flat ``(d,)`` vector → pytree like ``init_z``.
+    - **reference** - Gaussian reference fitted to prior draws (flat unconstrained space).
+    - **improper** - names of latent sites with improper priors (evidence undefined).
+    """
+
+    potential_fn_gen: object
+    postprocess_fn_gen: object
+    init_z: dict
+    unravel: object
+    reference: Reference
+    improper: tuple
+
+
+def _is_improper(fn) -> bool:
+    try:
+        jax.eval_shape(fn.sample, jax.random.key(0))
+    except NotImplementedError:
+        return True
+    return False
+
+
+def check_model(model, model_args=(), model_kwargs=None) -> tuple:
+    """Raise a clear error for what the transport cannot sample; return improper sites.
+
+    Rejects discrete latent sites that NumPyro cannot sum out (those marked
+    ``infer={"enumerate": "parallel"}`` are summed out of the potential, as for NUTS),
+    subsampled plates (they make the likelihood, hence the evidence, a noisy estimate) and models
+    with no continuous latent site.
+    """
+    seeded = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_sample)
+    trace = handlers.trace(seeded).get_trace(*model_args, **(model_kwargs or {}))
+    continuous, improper = [], []
+    for name, site in trace.items():
+        if site["type"] == "plate":
+            size, subsample_size = site["args"][:2]
+            if subsample_size is not None and subsample_size < size:
+                raise ValueError(
+                    f"Plate '{name}' subsamples {subsample_size} of {size} data points. AST "
+                    "needs the full likelihood for exact draws and the evidence: remove "
+                    f"`subsample_size` from plate '{name}'."
+                )
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        if site["fn"].support.is_discrete:
+            if site["infer"].get("enumerate") != "parallel":
+                raise ValueError(
+                    f"Latent site '{name}' is discrete ({type(site['fn']).__name__}). AST "
+                    "moves continuous variables only. Sum it out: mark the site "
+                    "infer={'enumerate': 'parallel'} (NumPyro then marginalizes it from the "
+                    "potential; needs `pip install funsor`), or marginalize it in the model."
+                )
+            continue
+        continuous.append(name)
+        if _is_improper(site["fn"]):
+            improper.append(name)
+    if not continuous:
+        raise ValueError(
+            "The model has no continuous latent sample site, so there is nothing to sample. "
+            "Check that the model's latent variables are `numpyro.sample` sites without `obs=`; "
+            "to draw from a model with no latent variables use numpyro.infer.Predictive."
+        )
+    if improper:
+        warnings.warn(
+            f"Sites {improper} have improper priors: the evidence Z is undefined (its estimate "
+            "depends on the arbitrary scale of the prior). Sampling still works; the reference "
+            f"uses N(0, {IMPROPER_SCALE}²) in their unconstrained coordinates.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return tuple(improper)
+
+
+def _robust_moments(draws):
+    """Mean and covariance of ``(n, d)`` draws winsorized per coordinate to the 1–99% range,
+    so that heavy-tailed priors (Cauchy) still give a usable reference."""
+    lo, hi = jnp.percentile(draws, jnp.array([1.0, 99.0]), axis=0)
+    clipped = jnp.clip(draws, lo, hi)
+    mean = jnp.mean(clipped, 0)
+    centred = clipped - mean
+    return mean, centred.T @ centred / (draws.shape[0] - 1)
+
+
+def setup_model(
+    model, model_args=(), model_kwargs=None, *, num_prior_draws=512, seed=0
+) -> ModelSetup:
+    """Check ``model``, build its potential and the prior-draw reference (deterministic in
+    ``seed``, so every chain starts from the same reference)."""
+    model_kwargs = model_kwargs or {}
+    improper = check_model(model, model_args, model_kwargs)
+    keys = jax.random.split(jax.random.key(seed), num_prior_draws)
+    try:
+        info = initialize_model(
+            keys,
+            model,
+            init_strategy=init_to_sample,
+            model_args=model_args,
+            model_kwargs=model_kwargs,
+            dynamic_args=True,
+            validate_grad=False,
+        )
+    except RuntimeError as error:
+        if "Cannot find valid initial parameters" not in str(error):
+            raise
+        raise ValueError(
+            f"The potential is NaN or infinite at all {num_prior_draws} prior draws (and their "
+            "redraws), so no particle can get weight. Check the likelihood's parameters and "
+            "support at prior draws (e.g. a scale that can be 0, a log of a negative number)."
+        ) from error
+    draws = jax.vmap(lambda z: ravel_pytree(z)[0])(info.param_info.z)
+    init_z = jax.tree.map(lambda a: a[0], info.param_info.z)
+    flat, unravel = ravel_pytree(init_z)
+    mean, cov = _robust_moments(draws)
+    mask = ravel_pytree({k: jnp.full(jnp.shape(v), k in improper) for k, v in init_z.items()})[0]
+    mean = jnp.where(mask, 0.0, mean)
+    keep = (~mask[:, None]) & (~mask[None, :])
+    cov = jnp.where(keep, cov, jnp.diag(jnp.where(mask, IMPROPER_SCALE**2, 0.0)))
+    return ModelSetup(
+        info.potential_fn,
+        info.postprocess_fn,
+        init_z,
+        unravel,
+        from_moments(mean, cov),
+        improper,
+    )
+
+
+def flat_logdensity(potential_fn, unravel):
+    """``u (d,) -> −potential_fn(unravel(u))``, with NaN mapped to −∞ (zero weight)."""
+
+    def logdensity(u):
+        value = -potential_fn(unravel(u))
+        return jnp.where(jnp.isnan(value), -jnp.inf, value)
+
+    return logdensity
+
+
+def is_model(fn, model_args=(), model_kwargs=None) -> bool:
+    """Whether ``fn`` is a NumPyro model: it runs on ``model_args`` and records sample sites.
+
+    A log-density ``u -> log p(u)`` called without its argument raises ``TypeError``.
+    """
+    try:
+        trace = handlers.trace(handlers.seed(fn, 0)).get_trace(*model_args, **(model_kwargs or {}))
+    except TypeError:
+        return False
+    return any(site["type"] == "sample" for site in trace.values())
+
+
+class ModelRun(NamedTuple):
+    """A NumPyro model bound to its arguments, as :func:`~numpyro_transport.transport` runs it.
+
+    - **model**, **model_args**, **model_kwargs** - the model and its arguments.
+    - **setup** - its :class:`ModelSetup`.
+    - **logdensity** - the flat log-density ``u (d,) -> −potential(u)``.
+    """
+
+    model: object
+    model_args: tuple
+    model_kwargs: dict
+    setup: ModelSetup
+    logdensity: object
+
+    def constrain(self, draws) -> dict:
+        """Constrained and deterministic sites of ``(..., d)`` unconstrained flat draws."""
+        draws = jnp.asarray(draws)
+        flat = draws.reshape(-1, draws.shape[-1])
+        postprocess = self.setup.postprocess_fn_gen(*self.model_args, **self.model_kwargs)
+        sites = jax.jit(jax.vmap(lambda u: postprocess(self.setup.unravel(u))))(flat)
+        return {k: np.asarray(v).reshape(draws.shape[:-1] + v.shape[1:]) for k, v in sites.items()}
+
+
+def model_run(target, model_args=(), model_kwargs=None) -> ModelRun | None:
+    """``target`` bound to its arguments if it is a NumPyro model, else ``None``."""
+    model_kwargs = dict(model_kwargs or {})
+    if not is_model(target, model_args, model_kwargs):
+        return None
+    setup = setup_model(target, model_args, model_kwargs)
+    potential = setup.potential_fn_gen(*model_args, **model_kwargs)
+    return ModelRun(
+        target, tuple(model_args), model_kwargs, setup, flat_logdensity(potential, setup.unravel)
+    )

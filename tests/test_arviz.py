@@ -1,0 +1,99 @@
+"""ArviZ round trip of an AST run (warnings are errors, as everywhere in this suite): groups,
+sample_stats names, the ``transport`` group, netCDF, and the diagnostic figures."""
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import pytest
+import xarray as xr
+from shared import NUM_SAMPLES, OPTIONS, Y, make_mcmc, model
+
+from numpyro_transport import log_evidence, plots, to_arviz, transport
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def mcmc():
+    """The same program as test_kernel_contract's vectorized run (one compilation for both)."""
+    run = make_mcmc(2, "vectorized")
+    run.run(jax.random.key(0), Y)
+    return run
+
+
+def test_from_numpyro_carries_our_sample_stats(mcmc):
+    tree = az.from_numpyro(mcmc)
+    assert {"posterior", "sample_stats", "observed_data"} <= set(tree.children)
+    stats = tree["sample_stats"].dataset
+    expected = {"acceptance_rate", "lp", "log_evidence", "sweep_ess", "num_sweep_steps"}
+    assert expected | {"num_evaluations"} <= set(stats.data_vars)
+    assert dict(stats["acceptance_rate"].sizes) == {"chain": 2, "draw": NUM_SAMPLES}
+    assert np.all((stats["acceptance_rate"] >= 0) & (stats["acceptance_rate"] <= 1))
+
+
+def test_transport_group_and_netcdf_round_trip(mcmc, tmp_path):
+    tree = to_arviz(mcmc, log_likelihood=True)
+    assert "log_likelihood" in tree.children
+    ds = tree["transport"].dataset
+    assert set(ds["lam"].dims) == {"chain", "sweep", "step"}
+    # 2 warm-up sweeps and every sampling sweep (fewer than the 8 the ring buffer keeps).
+    assert ds.sizes["chain"] == 2 and ds.sizes["sweep"] == 2 + NUM_SAMPLES
+    assert list(ds["phase"].values) == ["warmup"] * 2 + ["sample"] * NUM_SAMPLES
+    assert set(ds["sweep_log_evidence"].dims) == {"chain", "sweep"}
+    log_z, se = log_evidence(mcmc)
+    assert ds.attrs["log_evidence"] == log_z and ds.attrs["log_evidence_se"] == se
+    # Steps within each sweep's K are finite, padding past it is NaN.
+    k = ds["num_steps"].values
+    lam = ds["lam"].values
+    for c in range(2):
+        for s in range(2 + NUM_SAMPLES):
+            assert np.all(np.isfinite(lam[c, s, : k[c, s]])) and np.all(
+                np.isnan(lam[c, s, k[c, s] :])
+            )
+
+    path = tmp_path / "ast.nc"
+    tree.to_netcdf(path)
+    back = xr.open_datatree(path)
+    assert set(back.children) == set(tree.children)
+    xr.testing.assert_allclose(back["transport"].dataset, ds)
+    xr.testing.assert_allclose(back["posterior"].dataset, tree["posterior"].dataset)
+
+
+@pytest.mark.parametrize("plot", [plots.plot_schedule, plots.plot_mmse, plots.plot_acceptance])
+def test_figures_save(mcmc, plot, tmp_path):
+    figure = plot(to_arviz(mcmc))
+    figure.savefig(tmp_path / "figure.png")
+    assert (tmp_path / "figure.png").stat().st_size > 0
+    matplotlib.pyplot.close(figure)
+
+
+def test_figures_need_the_transport_group(mcmc):
+    with pytest.raises(ValueError, match="No 'transport' group"):
+        plots.plot_schedule(az.from_numpyro(mcmc))
+
+
+def test_transport_result_of_a_model_to_arviz():
+    """``transport()`` on a NumPyro model: constrained draws, and a DataTree whose chains are the
+    frozen sweeps, with the log-likelihood and the transport group."""
+    result = transport(
+        model, jax.random.key(1), model_args=(Y,), num_sweeps=2, progress=False, **OPTIONS
+    )
+    assert set(result.samples) == {"mu", "sigma", "snr"} and result.samples["mu"].shape == (64,)
+    assert np.all(result.samples["sigma"] > 0)
+    tree = result.to_arviz(log_likelihood=True)
+    assert dict(tree["posterior"].dataset["mu"].sizes) == {"chain": 2, "draw": 32}
+    assert dict(tree["log_likelihood"].dataset["y"].sizes) == {"chain": 2, "draw": 32, "obs": 5}
+    ds = tree["transport"].dataset
+    assert list(ds["phase"].values).count("sample") == 2
+    assert ds.attrs["log_evidence"] == result.log_evidence
+
+
+def test_transport_result_of_a_log_density_to_arviz():
+    result = transport(
+        lambda u: -0.5 * jnp.sum(u**2), jax.random.key(2), dim=3, num_particles=32, progress=False
+    )
+    tree = result.to_arviz()
+    assert dict(tree["posterior"].dataset["x"].sizes) == {"chain": 4, "draw": 32, "x_dim_0": 3}
+    assert {"chain", "sweep", "step"} <= set(tree["transport"].dataset.dims)

@@ -1,0 +1,166 @@
+"""The AST kernel honours NumPyro's MCMCKernel contract (after numpyro's test_mcmc.py::test_chain
+and friends): every chain method, warm-up then run, resume, extra fields, progress bar,
+pickling, no recompilation; and bad input gets a clear error."""
+
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.infer import MCMC
+from shared import OPTIONS, Y, make_mcmc, model
+
+from numpyro_transport import AST
+
+FIELDS = ("accept_prob", "log_evidence", "sweep_ess", "num_sweep_steps", "num_evaluations")
+
+
+class CountingAST(AST):
+    """Counts traces of ``sample`` (it runs in Python only while being traced)."""
+
+    traces = 0
+
+    def sample(self, state, model_args, model_kwargs):
+        CountingAST.traces += 1
+        return super().sample(state, model_args, model_kwargs)
+
+
+@pytest.mark.parametrize("chain_method", ["sequential", "parallel", "vectorized"])
+def test_chain_methods(chain_method):
+    mcmc = make_mcmc(2, chain_method)
+    mcmc.run(jax.random.key(0), Y)
+    grouped = mcmc.get_samples(group_by_chain=True)
+    assert set(grouped) == {"mu", "sigma", "snr"}
+    assert all(v.shape == (2, 6) for v in grouped.values())
+    assert mcmc.get_samples()["mu"].shape == (12,)
+    assert np.all(np.asarray(grouped["sigma"]) > 0)
+    np.testing.assert_allclose(grouped["snr"], grouped["mu"] / grouped["sigma"], rtol=1e-5)
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    assert set(FIELDS) | {"potential_energy"} <= set(extra)
+    assert all(np.shape(extra[f]) == (2, 6) for f in FIELDS)
+    assert np.all(np.isfinite(np.asarray(extra["log_evidence"])))
+    # Independent chains: different keys, different draws.
+    assert not np.allclose(grouped["mu"][0], grouped["mu"][1])
+
+
+def test_warmup_then_run_resume_pickle_and_no_recompilation(monkeypatch):
+    from numpyro_transport import kernel as kernel_module
+
+    setups = []
+    setup = kernel_module.setup_model
+    monkeypatch.setattr(
+        kernel_module, "setup_model", lambda *a, **k: setups.append(1) or setup(*a, **k)
+    )
+    mcmc = make_mcmc(kernel=CountingAST)
+    mcmc.warmup(jax.random.key(1), Y, collect_warmup=True, extra_fields=("i",))
+    assert mcmc.get_extra_fields()["i"].tolist() == [1, 2]
+    assert int(mcmc.post_warmup_state.i) == 2  # i counts finished iterations
+    mcmc.run(jax.random.key(2), Y, extra_fields=("i",))
+    assert len(setups) == 1  # run() after warmup() does not redo the set-up
+    assert mcmc.get_extra_fields()["i"].tolist() == list(range(3, 9))
+    traces = CountingAST.traces
+
+    mcmc.post_warmup_state = mcmc.last_state
+    mcmc.run(mcmc.post_warmup_state.rng_key, Y, extra_fields=("i",))
+    assert mcmc.get_extra_fields()["i"].tolist() == list(range(9, 15))
+    assert CountingAST.traces == traces  # same shapes: no new trace, no recompilation
+
+    restored = pickle.loads(pickle.dumps(mcmc))
+    np.testing.assert_array_equal(restored.get_samples()["mu"], mcmc.get_samples()["mu"])
+    restored.run(jax.random.key(3), Y)
+    assert restored.get_samples()["mu"].shape == (6,)
+
+
+def test_same_key_same_draws_with_and_without_progress_bar(monkeypatch):
+    quiet = make_mcmc()
+    quiet.run(jax.random.key(4), Y)
+    # NumPyro turns the bar off under CI or pytest-xdist; this test needs it on.
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    shown = make_mcmc(progress_bar=True)
+    assert shown.progress_bar
+    shown.run(jax.random.key(4), Y)
+    again = make_mcmc()
+    again.run(jax.random.key(4), Y)
+    for other in (shown, again):
+        np.testing.assert_array_equal(quiet.get_samples()["mu"], other.get_samples()["mu"])
+    assert "acc. prob" in quiet.sampler.get_diagnostics_str(quiet.last_state)
+
+
+def _discrete():
+    k = numpyro.sample("k", dist.Bernoulli(0.3))
+    numpyro.sample("x", dist.Normal(k, 1.0), obs=0.5)
+
+
+def _subsampled():
+    mu = numpyro.sample("mu", dist.Normal())
+    with numpyro.plate("data", 100, subsample_size=10):
+        numpyro.sample("x", dist.Normal(mu, 1.0), obs=jnp.zeros(10))
+
+
+def _no_latent():
+    numpyro.sample("x", dist.Normal(0.0, 1.0), obs=0.5)
+
+
+def _nan_likelihood():
+    mu = numpyro.sample("mu", dist.Normal())
+    numpyro.factor("x", jnp.nan * mu)
+
+
+@pytest.mark.parametrize(
+    "bad_model, match",
+    [
+        (_discrete, "Latent site 'k' is discrete .*enumerate"),
+        (_subsampled, "Plate 'data' subsamples 10 of 100 .*remove `subsample_size`"),
+        (_no_latent, "no continuous latent sample site"),
+        (_nan_likelihood, "NaN or infinite at all 512 prior draws"),
+    ],
+)
+def test_bad_model_raises(bad_model, match):
+    mcmc = MCMC(AST(bad_model, **OPTIONS), num_warmup=1, num_samples=1, progress_bar=False)
+    with pytest.raises(ValueError, match=match):
+        mcmc.run(jax.random.key(0))
+
+
+def test_potential_non_finite_at_every_initial_particle_raises():
+    kernel = AST(potential_fn=lambda z: jnp.nan * jnp.sum(z["x"]), **OPTIONS)
+    mcmc = MCMC(kernel, num_warmup=1, num_samples=1, progress_bar=False)
+    with pytest.raises(ValueError, match="NaN or infinite at all 512 initial particles"):
+        mcmc.run(jax.random.key(0), init_params={"x": jnp.zeros(2)})
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_particles=1), "num_particles=1 must be at least 2"),
+        (dict(num_inner=3), "num_inner=3 must be a positive even number"),
+        (dict(epsilon=0.0), "epsilon=0.0 .* must be positive"),
+        (dict(max_lambda=-1.0), "max_lambda=-1.0 .* must be positive"),
+        (dict(tempering_ess=1.5), r"tempering_ess=1.5 must be in \(0, 1\)"),
+        (dict(potential_fn=lambda z: z), "Only one of `model` or `potential_fn`"),
+    ],
+)
+def test_invalid_options_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AST(model, **kwargs)
+
+
+def test_no_warmup_raises():
+    mcmc = MCMC(AST(model, **OPTIONS), num_warmup=0, num_samples=1, progress_bar=False)
+    with pytest.raises(ValueError, match="at least 1 warm-up iteration"):
+        mcmc.run(jax.random.key(0), Y)
+
+
+def test_improper_prior_warns_and_samples():
+    def improper(y):
+        mu = numpyro.sample("mu", dist.ImproperUniform(dist.constraints.real, (), ()))
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    mcmc = MCMC(AST(improper, **OPTIONS), num_warmup=2, num_samples=20, progress_bar=False)
+    with pytest.warns(UserWarning, match=r"improper priors: the evidence Z is undefined"):
+        mcmc.run(jax.random.key(0), Y)
+    mu = np.asarray(mcmc.get_samples()["mu"])  # posterior N(mean(y), 1/5)
+    assert np.all(np.isfinite(mu)) and abs(mu.mean() - float(Y.mean())) < 4 * 0.45
