@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.baselines import blackjax_smc
 from benchmarks.logistic import logistic_regression
 from numpyro_transport import targets, transport
+from numpyro_transport.baselines import blackjax_smc
 from numpyro_transport.targets import Target
 
 MODE_RADIUS = 3.0  # a mode counts as found if some sample lies within this distance
@@ -230,8 +230,9 @@ def header(args, settings, truths):
             f"- Seeds: {args.seeds} per target and sampler; mean over seeds shown, sd is the "
             "sd of log Ẑ over seeds.",
             f"- Ours: `transport` defaults, N = {settings['ours']} particles. BlackJAX: adaptive "
-            "tempered SMC, HMC (10 steps × 5 leapfrog), target ESS 0.5 (`benchmarks/baselines.py`),"
-            " N chosen per target from a pilot run so its evaluations match ours (capped at "
+            "tempered SMC, HMC (10 steps × 5 leapfrog), target ESS 0.5 "
+            "(`numpyro_transport/baselines.py`), N chosen per target from a pilot run so its "
+            "evaluations match ours (capped at "
             f"{MAX_BLACKJAX_PARTICLES}; compare the evals column).",
             "- Reference (both samplers): N(0, I); N(0, 2² I) for the two-mode mixtures; "
             "N(0, 25² I) for GMM-40.",

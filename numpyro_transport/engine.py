@@ -159,7 +159,8 @@ def transport(
             ``model_kwargs``, sampled in its unconstrained space (Z is then the evidence
             p(data)).
         rng_key: a JAX PRNG key; the same key gives the same result.
-        model_args, model_kwargs: arguments of a NumPyro model.
+        model_args: positional arguments of a NumPyro model.
+        model_kwargs: keyword arguments of a NumPyro model.
         dim: dimension d of a log-density, if neither ``initial_position`` nor ``reference``
             gives it.
         initial_position: centre of the broad fallback reference N(position, I).
@@ -250,6 +251,7 @@ def transport(
             state = warmup_sweep(state, False)
         for w in range(num_warmup_sweeps):
             state = warmup_sweep(state, w == num_warmup_sweeps - 1)
+        _warmup.warn_if_tempering_unfinished(state.temperature, "transport()")
         ref, schedule = state.reference, state.schedule
         runs = []
         for key in jax.random.split(next(keys), num_sweeps):
@@ -271,11 +273,11 @@ def transport(
     diagnostics = {
         "warmup": warmup,
         "sweeps": {name: np.stack([f[name] for f in frozen]) for name in frozen[0]},
-        # Sweeps, plus the λ = 0 pools that choose β and judge each refit.
+        # Sweeps, plus the λ = 0 pools that choose β and judge the refits.
         "num_evaluations": int(
             sum(int(w["num_evaluations"]) for w in warmup)
             + sum(int(f["num_evaluations"]) for f in frozen)
-            + (len(warmup) + 1) * config.num_particles * config.num_inner
+            + (1 + _warmup.REFIT_LEVELS * len(warmup)) * config.num_particles * config.num_inner
         ),
     }
     entries = [sweep_record(r, 1.0, False, len(warmup) + i) for i, r in enumerate(runs)]

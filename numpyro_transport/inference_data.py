@@ -19,6 +19,7 @@ from arviz_base.io_numpyro import NumPyroInferenceAdapter
 from numpyro_transport.engine import TransportResult, combine_evidence
 from numpyro_transport.kernel import AST
 from numpyro_transport.sweep import SweepRecord
+from numpyro_transport.warmup import warn_if_tempering_unfinished
 
 __all__ = ["log_evidence", "to_arviz", "transport_dataset"]
 
@@ -53,6 +54,7 @@ def log_evidence(mcmc) -> tuple[float, float]:
         True
     """
     _kernel(mcmc)
+    warn_if_tempering_unfinished(mcmc.last_state.warmup.temperature, "the AST chains")
     fields = mcmc.get_extra_fields(group_by_chain=True)
     if "log_evidence" not in fields:
         raise ValueError(

@@ -22,6 +22,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import identity, is_prng_key
 
+from numpyro_transport import pimh
 from numpyro_transport import warmup as _warmup
 from numpyro_transport.config import TransportConfig
 from numpyro_transport.model import flat_logdensity, setup_model
@@ -47,7 +48,10 @@ class ASTState(NamedTuple):
     - **sweep_ess** - final ESS fraction 1/(NΣW²) of this iteration's sweep.
     - **num_sweep_steps** - steps K of this iteration's sweep.
     - **num_evaluations** - log-density evaluations of this iteration.
-    - **chain_log_evidence** - log Ẑ that came with ``z`` (the PIMH state).
+    - **warmup_evaluations** - log-density evaluations of the initialization and the warm-up
+      iterations so far (the cost that the per-draw ``num_evaluations`` of a run leave out).
+    - **chain_log_evidence** - log Ẑ that came with ``z`` (the PIMH state); −∞ during warm-up,
+      so that the first sampling iteration accepts its frozen sweep's draw.
     - **warmup** - :class:`~numpyro_transport.warmup.WarmupState`: reference, grid, β.
     - **warmup_record**, **sample_record** - :class:`SweepRecord` of the first warm-up sweeps
       and of the latest sampling sweeps (a ring buffer).
@@ -62,6 +66,7 @@ class ASTState(NamedTuple):
     sweep_ess: jax.Array
     num_sweep_steps: jax.Array
     num_evaluations: jax.Array
+    warmup_evaluations: jax.Array
     chain_log_evidence: jax.Array
     warmup: _warmup.WarmupState
     warmup_record: SweepRecord
@@ -247,6 +252,7 @@ class AST(MCMCKernel):
                 sweep_ess=zero,
                 num_sweep_steps=jnp.zeros((), jnp.int32),
                 num_evaluations=jnp.asarray(num_pool, jnp.int32),
+                warmup_evaluations=jnp.asarray(num_pool, jnp.int32),
                 chain_log_evidence=jnp.full((), -jnp.inf),
                 warmup=start,
                 warmup_record=empty_record(num_records[0], config),
@@ -272,7 +278,7 @@ class AST(MCMCKernel):
 
         def sample_fn(state: ASTState, model_args, model_kwargs):
             logdensity = self._logdensity(model_args, model_kwargs or {}, unravel)
-            key, k_sweep, k_select, k_accept = jax.random.split(state.rng_key, 4)
+            key, k_sweep, k_pimh = jax.random.split(state.rng_key, 3)
             warm = state.i < num_warmup
             final = state.i == num_warmup - 1
             w = state.warmup
@@ -292,19 +298,10 @@ class AST(MCMCKernel):
                 lambda: (w, jnp.asarray(False)),
             )
 
-            # PIMH: draw θ* by weight; accept with probability min(1, Ẑ*/Ẑ).
-            idx = jax.random.categorical(k_select, result.log_weights)
-            proposal = result.particles[idx]
-            log_ratio = result.log_evidence - state.chain_log_evidence
-            accept_prob = jnp.clip(jnp.exp(jnp.minimum(log_ratio, 0.0)), 0.0, 1.0)
-            finite = jnp.isfinite(result.log_evidence) & jnp.all(jnp.isfinite(proposal))
-            accept_prob = jnp.where(finite, jnp.where(warm, 1.0, accept_prob), 0.0)
-            accept_prob = jnp.where(jnp.isnan(accept_prob), 0.0, accept_prob)
-            accept = jax.random.uniform(k_accept) < accept_prob
-            potential = -logdensity(proposal)
-            z = jax.tree.map(
-                lambda new, old: jnp.where(accept, new, old), unravel(proposal), state.z
-            )
+            # PIMH (chain_log_evidence is −∞ in warm-up, so every finite draw is accepted).
+            flat = ravel_pytree(state.z)[0]
+            chain = pimh.PIMHState(flat, -state.potential_energy, state.chain_log_evidence)
+            chain, info = pimh.accept(k_pimh, chain, result, logdensity)
 
             entry = sweep_record(result, temperature, accepted, state.i)
             n_warm = state.warmup_record.iteration.shape[0]
@@ -314,16 +311,21 @@ class AST(MCMCKernel):
                 state.sample_record, (state.i - num_warmup) % n_sample, ~warm, entry
             )
             num_pool = config.num_particles * config.num_inner
+            num_evaluations = info.num_evaluations + jnp.where(
+                warm, _warmup.REFIT_LEVELS * num_pool, 0
+            )
             return ASTState(
                 i=state.i + 1,
-                z=z,
-                potential_energy=jnp.where(accept, potential, state.potential_energy),
-                accept_prob=accept_prob,
-                log_evidence=result.log_evidence,
-                sweep_ess=1.0 / jnp.sum(jnp.exp(2 * result.log_weights)) / config.num_particles,
+                z=unravel(chain.position),
+                potential_energy=-chain.logdensity,
+                accept_prob=info.acceptance_rate,
+                log_evidence=info.log_evidence,
+                sweep_ess=info.ess,
                 num_sweep_steps=result.num_steps,
-                num_evaluations=result.num_evaluations + jnp.where(warm, num_pool, 0) + 1,
-                chain_log_evidence=jnp.where(accept, result.log_evidence, state.chain_log_evidence),
+                num_evaluations=num_evaluations,
+                warmup_evaluations=state.warmup_evaluations + jnp.where(warm, num_evaluations, 0),
+                # A warm-up Ẑ comes from an adaptive sweep: the first PIMH step always accepts.
+                chain_log_evidence=jnp.where(warm, -jnp.inf, chain.log_evidence),
                 warmup=new_w,
                 warmup_record=warmup_record,
                 sample_record=sample_record,

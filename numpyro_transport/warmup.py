@@ -4,26 +4,32 @@ The state of the warm-up is the reference N(μ̂, LLᵀ), the tempering exponent
 importance ESS of the target from the reference, measured on one fixed pool of N·M standard
 normal draws (common random numbers, so two references are compared without noise).
 
-Each warm-up sweep is adaptive and targets p^β·ref^(1−β). Its Rao–Blackwellized moments give a
-candidate reference, which is kept only if importance sampling of p from it has a larger ESS on
-the pool: a sweep that degenerated can never drag the reference away. β starts at the largest
-value whose λ = 0 importance ESS is at least ``tempering_ess`` and rises with each accepted refit
-(to 1 once a refit fails to improve). The last warm-up sweep runs at β = 1 with no refit, and
-its λ-grid and inner sizes are frozen for the production sweeps.
+Each warm-up sweep is adaptive and targets p^β·ref^(1−β), where β is the largest exponent whose
+λ = 0 importance ESS from the reference is at least ``tempering_ess``: a target the sweep can
+reach even when the reference is far from p. Its Rao–Blackwellized moments, extrapolated in
+natural parameters towards β = 1, give candidate references; the best on the pool is kept only if
+it beats the current one, so a sweep that degenerated can never drag the reference away. The
+tempered sweeps continue until β = 1; then sweeps at β = 1 refit further, and the last warm-up
+sweep (no refit) fixes the λ-grid and inner sizes for the production sweeps.
 
 The same functions drive :func:`numpyro_transport.transport` and the :class:`~numpyro_transport.AST`
 kernel, where warm-up iterations are these sweeps.
 """
 
+import warnings
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from numpyro_transport import rng
 from numpyro_transport.config import TransportConfig
 from numpyro_transport.reference import Reference, from_moments, to_original
 from numpyro_transport.sweep import Schedule, SweepResult, empty_schedule
+
+#: Candidate refits judged after each warm-up sweep (:func:`extrapolated_refits`).
+REFIT_LEVELS = 6
 
 __all__ = [
     "WarmupState",
@@ -32,11 +38,9 @@ __all__ = [
     "pool_log_ratios",
     "ess_fraction",
     "tempering_exponent",
+    "extrapolated_refits",
+    "warn_if_tempering_unfinished",
 ]
-
-
-#: Covariance inflations of each candidate refit (the best on the pool is kept).
-REFIT_INFLATIONS = (1.0,)
 
 
 class WarmupState(NamedTuple):
@@ -114,6 +118,41 @@ def sweep_temperature(state: WarmupState, final):
     return jnp.where(final, 1.0, state.temperature)
 
 
+def _score(log_r, tempering_ess):
+    """Quality of a reference on the pool: β̂ + ESS_p, where β̂ ≤ 1 is how far towards p importance
+    sampling from it can temper with an ESS fraction ≥ ``tempering_ess``. It keeps growing in high
+    dimension, where ESS_p alone is ≈ 1/n for every poor reference."""
+    beta = tempering_exponent(log_r, tempering_ess)
+    return beta, beta + ess_fraction(log_r)
+
+
+def extrapolated_refits(result: SweepResult, reference: Reference, temperature):
+    """Gaussian fits of p from a sweep of the tempered target p^β·ref^(1−β).
+
+    In natural parameters (precision P, shift h = Pμ) the tempered target's Gaussian fit is
+    (1−β)·ref + β·fit(p), so fit(p) ≈ ref + (fit_β − ref)/β. The β-fit is noisy, so the
+    candidates climb a ladder τ = min(1, 4^k β), k < ``REFIT_LEVELS``, each the fit of
+    p^τ·ref^(1−τ). Levels that reach τ = 1 more than once instead inflate the covariance by
+    1.15^j (importance sampling forgives a reference too wide far more than one too narrow).
+    Fits that are not positive definite come out non-finite and are never chosen.
+    """
+    eye = jnp.eye(reference.mean.shape[0])
+    p_ref = jax.scipy.linalg.cho_solve((reference.scale_tril, True), eye)
+    h_ref = p_ref @ reference.mean
+    p_b = jnp.linalg.inv(0.5 * (result.cov + result.cov.T))
+    h_b = p_b @ result.mean
+
+    def level(tau, inflation):
+        ratio = tau / temperature
+        precision = p_ref + ratio * (p_b - p_ref)
+        cov = jnp.linalg.inv(0.5 * (precision + precision.T))
+        return from_moments(cov @ (h_ref + ratio * (h_b - h_ref)), inflation * cov)
+
+    taus = jnp.minimum(1.0, temperature * 4.0 ** jnp.arange(REFIT_LEVELS))
+    repeats = jnp.maximum(jnp.cumsum(taus >= 1.0) - 1, 0)
+    return jax.vmap(level)(taus, 1.15**repeats)
+
+
 def adapt(
     state: WarmupState,
     result: SweepResult,
@@ -122,36 +161,46 @@ def adapt(
     tempering_ess,
     final,
 ):
-    """Learn from one adaptive warm-up ``result`` swept on ``state.reference``.
+    """Learn from one adaptive warm-up ``result`` swept on ``state.reference`` at β.
 
-    Records its grid; unless ``final``, refits the reference to its moments when that improves
-    the pool ESS, and raises β. Returns the new state and whether the refit was accepted.
+    Records its grid; unless ``final``, considers the extrapolated refits of
+    :func:`extrapolated_refits` and keeps the best on the pool if it beats the current reference
+    (:func:`_score`, common random numbers); β becomes the new reference's β̂. Returns the new
+    state and whether a refit was accepted.
     """
     num_pool = config.num_particles * config.num_inner
+    temperature = sweep_temperature(state, final)
 
-    def judge(inflation):
-        candidate = from_moments(result.mean, inflation * result.cov)
+    def judge(candidate):
         log_r = pool_log_ratios(state.pool_key, logdensity_fn, candidate, num_pool)
-        return candidate, log_r, ess_fraction(log_r)
+        beta, score = _score(log_r, tempering_ess)
+        finite = jnp.all(jnp.isfinite(candidate.scale_tril)) & jnp.all(jnp.isfinite(candidate.mean))
+        return beta, ess_fraction(log_r), jnp.where(finite, score, -jnp.inf)
 
-    # Moments from a degenerate sweep are noisy, and importance sampling punishes a reference
-    # that is too narrow in any direction far more than one too wide: judge inflated fits too.
-    candidates, log_rs, esses = jax.vmap(judge)(jnp.asarray(REFIT_INFLATIONS))
-    best = jnp.argmax(esses)
-    candidate = jax.tree.map(lambda a: a[best], candidates)
-    log_r, new_ess = log_rs[best], esses[best]
-    finite = jnp.all(jnp.isfinite(candidate.scale_tril)) & jnp.all(jnp.isfinite(candidate.mean))
-    accepted = finite & ~final & (new_ess > state.pool_ess)
-    beta = jnp.where(
-        accepted,
-        jnp.maximum(state.temperature, tempering_exponent(log_r, tempering_ess)),
-        1.0,
-    )
+    candidates = extrapolated_refits(result, state.reference, temperature)
+    betas, esses, scores = jax.vmap(judge)(candidates)
+    best = jnp.argmax(scores)
+    accepted = ~final & (scores[best] > state.temperature + state.pool_ess)
     new_state = WarmupState(
-        jax.tree.map(lambda a, b: jnp.where(accepted, a, b), candidate, state.reference),
+        jax.tree.map(lambda a, b: jnp.where(accepted, a[best], b), candidates, state.reference),
         result.schedule,
-        beta,
-        jnp.where(accepted, new_ess, state.pool_ess),
+        jnp.where(accepted, betas[best], state.temperature),
+        jnp.where(accepted, esses[best], state.pool_ess),
         state.pool_key,
     )
     return new_state, accepted
+
+
+def warn_if_tempering_unfinished(temperature, what: str):
+    """Warn when the warm-up ended with β̂ < 1: importance sampling from the final reference
+    could not reach the target, so its sweeps are unreliable (a missed region, a biased Ẑ)."""
+    beta = float(np.min(np.asarray(temperature)))
+    if beta < 1:
+        warnings.warn(
+            f"The warm-up of {what} ended with tempering exponent β = {beta:.2f} < 1: the fitted "
+            "Gaussian reference is still far from the target, so log Ẑ and the draws may be "
+            "badly biased. Give a better reference=(mean, cov), more warm-up sweeps or more "
+            "particles.",
+            RuntimeWarning,
+            stacklevel=3,
+        )

@@ -1,6 +1,9 @@
 """ArviZ round trip of an AST run (warnings are errors, as everywhere in this suite): groups,
 sample_stats names, the ``transport`` group, netCDF, and the diagnostic figures."""
 
+import subprocess
+import sys
+
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -97,3 +100,14 @@ def test_transport_result_of_a_log_density_to_arviz():
     tree = result.to_arviz()
     assert dict(tree["posterior"].dataset["x"].sizes) == {"chain": 4, "draw": 32, "x_dim_0": 3}
     assert {"chain", "sweep", "step"} <= set(tree["transport"].dataset.dims)
+
+
+def test_importing_the_package_first_keeps_from_numpyro_working():
+    """arviz-base imports numpyro lazily, and a numpyro loaded that way lacks its submodule
+    attributes (``numpyro.infer.initialization``, which from_numpyro reads). Importing our
+    package first, as a user does, must load numpyro eagerly."""
+    code = (
+        "import numpyro_transport, arviz, numpyro.infer\n"
+        "assert hasattr(numpyro.infer, 'initialization')"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -74,6 +74,20 @@ def test_warmup_then_run_resume_pickle_and_no_recompilation(monkeypatch):
     assert restored.get_samples()["mu"].shape == (6,)
 
 
+def test_jit_model_args_new_data_without_retracing_and_print_summary(capsys):
+    """With ``jit_model_args=True`` the data are traced arguments: a second run on shifted data
+    reuses the traced sampler and its posterior moves with the data (seed 5)."""
+    mcmc = make_mcmc(kernel=CountingAST, jit_model_args=True)
+    mcmc.run(jax.random.key(5), Y)
+    before, traces = float(mcmc.get_samples()["mu"].mean()), CountingAST.traces
+    mcmc.run(jax.random.key(5), Y + 3.0)
+    assert CountingAST.traces == traces
+    assert float(mcmc.get_samples()["mu"].mean()) > before + 1.0
+    mcmc.print_summary()
+    printed = capsys.readouterr().out
+    assert "mu" in printed and "sigma" in printed and "r_hat" in printed
+
+
 def test_same_key_same_draws_with_and_without_progress_bar(monkeypatch):
     quiet = make_mcmc()
     quiet.run(jax.random.key(4), Y)

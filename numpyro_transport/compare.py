@@ -1,0 +1,298 @@
+"""Run AST next to NUTS (and BlackJAX's tempered SMC) on one NumPyro model: one table, one figure.
+
+:func:`compare` runs each sampler on the same model and data and returns a :class:`Comparison`:
+one ArviZ DataTree per sampler, a table of costs and diagnostics, and a per-parameter agreement
+table. Disagreement between samplers is measured in posterior standard deviations (what a user
+would notice) and in Monte Carlo standard errors (what cannot be noise).
+"""
+
+import time
+from dataclasses import dataclass
+
+import arviz as az
+import jax
+import numpy as np
+import pandas as pd
+from jax import monitoring
+from numpyro.infer import MCMC, NUTS
+
+from numpyro_transport.baselines import blackjax_smc
+from numpyro_transport.engine import combine_evidence
+from numpyro_transport.inference_data import log_evidence, to_arviz
+from numpyro_transport.kernel import AST
+from numpyro_transport.model import model_run
+
+__all__ = ["Comparison", "compare", "SAMPLERS"]
+
+SAMPLERS = ("ast", "nuts", "smc")
+
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_compile_seconds = [0.0]
+
+
+def _on_event(event, duration, **_):
+    if event in _COMPILE_EVENTS:
+        _compile_seconds[0] += duration
+
+
+monitoring.register_event_duration_secs_listener(_on_event)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What :func:`compare` returns.
+
+    - **trees** - ``{sampler: DataTree}``; AST's has the ``transport`` group.
+    - **table** - one row per sampler: ``wall_s`` (everything, compilation included),
+      ``compile_s``, ``ess_bulk_min``, ``ess_tail_min``, ``ess_per_s`` (min bulk ESS over the
+      wall time net of compilation), ``r_hat_max``, ``divergences`` (NUTS), ``log_z`` and
+      ``log_z_se`` (AST; SMC's ``log_z_se`` is the sd over its runs/√runs),
+      ``evaluations`` and ``gradients`` (log-density evaluations, with and without gradient).
+    - **agreement** - one row per scalar parameter and sampler other than the first:
+      ``mean_diff_sd`` (difference of means over the pooled posterior sd), ``sd_ratio``,
+      ``z`` (difference of means over its Monte Carlo standard error), ``r_hat`` (the larger
+      of the two samplers' R̂) and ``disagree``: a difference a user would see
+      (|mean_diff_sd| > 0.1 or an sd off by 10 %) that is either beyond Monte Carlo noise
+      (|z| > 4) or comes with a sampler that has not converged (R̂ > 1.05, where the standard
+      errors themselves are unreliable).
+    """
+
+    trees: dict
+    table: pd.DataFrame
+    agreement: pd.DataFrame
+
+    def plot(self, var_names=None, **plot_dist_kwargs):
+        """Overlay each sampler's marginals (``arviz_plots.plot_dist``, one colour per
+        sampler); the titles of parameters where the samplers disagree turn red and get a "≠".
+        Returns the ``PlotCollection`` (``.savefig(path)`` saves it)."""
+        import arviz_plots as azp  # noqa: PLC0415 (the plotting stack is loaded on demand)
+
+        pc = azp.plot_dist(dict(self.trees), var_names=var_names, **plot_dist_kwargs)
+        pc.add_legend("model")
+        flagged = set(self.agreement.loc[self.agreement["disagree"], "parameter"])
+        for var, titles in pc.viz["title"].dataset.data_vars.items():
+            for index in np.ndindex(*titles.shape):
+                label = f"{var}[{','.join(map(str, index))}]" if index else var
+                if label in flagged:
+                    text = titles.values[index]
+                    text.set_text(f"{text.get_text()}  ≠")
+                    text.set_color("C3")
+        return pc
+
+
+def compare(
+    model,
+    rng_key,
+    *model_args,
+    samplers=("ast", "nuts"),
+    num_warmup: int = 500,
+    num_samples: int = 1000,
+    num_chains: int = 2,
+    ast_warmup: int = 5,
+    ast_options: dict | None = None,
+    smc_options: dict | None = None,
+    progress_bar: bool = True,
+    **model_kwargs,
+) -> Comparison:
+    """Run ``samplers`` on ``model(*model_args, **model_kwargs)`` and compare them.
+
+    Args:
+        model: a NumPyro model.
+        rng_key: a JAX PRNG key (each sampler gets its own split).
+        *model_args: positional arguments of the model.
+        samplers: names among ``"ast"``, ``"nuts"`` and ``"smc"`` (BlackJAX adaptive tempered
+            SMC with tuned HMC moves, from the same prior-moment Gaussian reference as AST). The
+            first one is the reference of the agreement table.
+        num_warmup: NUTS warm-up iterations.
+        num_samples: draws per chain (for SMC: particles per run).
+        num_chains: independent chains, vectorized (for SMC: independent runs,
+            vectorized).
+        ast_warmup: AST warm-up iterations; each is a whole adaptive sweep, so a few suffice.
+        ast_options: options of :class:`~numpyro_transport.AST` (``num_particles``, …).
+        smc_options: options of :func:`~numpyro_transport.baselines.blackjax_smc`.
+        progress_bar: a progress bar per MCMC sampler.
+        **model_kwargs: keyword arguments of the model.
+
+    Example:
+        >>> import jax, numpyro, numpyro.distributions as dist
+        >>> from numpyro_transport import compare
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> result = compare(model, jax.random.key(0), 0.0, num_warmup=200, num_samples=200,
+        ...                  ast_warmup=2, ast_options=dict(num_particles=32, max_inner_blocks=1),
+        ...                  progress_bar=False)
+        >>> list(result.table.index)
+        ['ast', 'nuts']
+        >>> bool(result.agreement["disagree"].any())
+        False
+    """
+    unknown = set(samplers) - set(SAMPLERS)
+    if unknown or not samplers:
+        raise ValueError(f"samplers={samplers!r}: choose among {SAMPLERS}.")
+    keys = dict(zip(samplers, jax.random.split(rng_key, len(samplers)), strict=True))
+    settings = dict(num_samples=num_samples, num_chains=num_chains, progress_bar=progress_bar)
+    problem = (model, model_args, model_kwargs)
+    runs = {
+        "ast": lambda key: _run_ast(key, *problem, ast_warmup, ast_options, **settings),
+        "nuts": lambda key: _run_nuts(key, *problem, num_warmup, **settings),
+        "smc": lambda key: _run_smc(key, *problem, smc_options, **settings),
+    }
+    trees, rows = {}, {}
+    for name in samplers:
+        start, compiled = time.perf_counter(), _compile_seconds[0]
+        tree, row = runs[name](keys[name])
+        row["wall_s"] = time.perf_counter() - start
+        row["compile_s"] = _compile_seconds[0] - compiled
+        trees[name], rows[name] = tree, row | _diagnostics(tree, row)
+    columns = [
+        "wall_s",
+        "compile_s",
+        "ess_bulk_min",
+        "ess_tail_min",
+        "ess_per_s",
+        "r_hat_max",
+        "divergences",
+        "log_z",
+        "log_z_se",
+        "evaluations",
+        "gradients",
+    ]
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns)
+    return Comparison(trees, table, _agreement(trees))
+
+
+def _mcmc(kernel, num_warmup, num_samples, num_chains, progress_bar):
+    return MCMC(
+        kernel,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method="vectorized",
+        progress_bar=progress_bar,
+    )
+
+
+def _extra_total(mcmc, field) -> int:
+    return int(np.sum(np.asarray(mcmc.get_extra_fields()[field], dtype=np.int64)))
+
+
+def _run_ast(key, model, model_args, model_kwargs, ast_warmup, options, **settings):
+    # One run() compiles one program; the state counts the warm-up's evaluations.
+    mcmc = _mcmc(AST(model, **(options or {})), ast_warmup, **settings)
+    mcmc.run(key, *model_args, extra_fields=("num_evaluations",), **model_kwargs)
+    warmup = int(np.sum(np.asarray(mcmc.last_state.warmup_evaluations, dtype=np.int64)))
+    evaluations = warmup + _extra_total(mcmc, "num_evaluations")
+    log_z, se = log_evidence(mcmc)
+    gradients = evaluations if mcmc.sampler.config.gradient_control_variate else 0
+    row = dict(log_z=log_z, log_z_se=se, evaluations=evaluations, gradients=gradients)
+    return to_arviz(mcmc), row
+
+
+def _run_nuts(key, model, model_args, model_kwargs, num_warmup, **settings):
+    # Warm-up then sampling, to count the warm-up's gradient evaluations too.
+    mcmc = _mcmc(NUTS(model), num_warmup, **settings)
+    k_warm, k_run = jax.random.split(key)
+    fields = ("num_steps",)
+    mcmc.warmup(k_warm, *model_args, collect_warmup=True, extra_fields=fields, **model_kwargs)
+    steps = _extra_total(mcmc, "num_steps")
+    mcmc.run(k_run, *model_args, extra_fields=fields, **model_kwargs)
+    steps += _extra_total(mcmc, "num_steps")
+    divergences = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
+    row = dict(divergences=divergences, evaluations=steps, gradients=steps)
+    return az.from_numpyro(mcmc), row
+
+
+def _run_smc(key, model, model_args, model_kwargs, options, num_samples, num_chains, **_):
+    """``num_chains`` independent SMC runs of ``num_samples`` particles; chain = run."""
+    run = model_run(model, model_args, model_kwargs)
+    ref = run.setup.reference
+    out = blackjax_smc(
+        key,
+        run.logdensity,
+        ref.mean,
+        ref.scale_tril,
+        num_particles=num_samples,
+        num_runs=num_chains,
+        **(options or {}),
+    )
+    samples = np.asarray(out["samples"]).reshape(num_chains, num_samples, -1)
+    tree = az.from_dict({"posterior": run.constrain(samples)})
+    log_z = np.atleast_1d(out["log_z"])
+    pooled, _ = combine_evidence(log_z)
+    se = float(np.std(log_z, ddof=1) / np.sqrt(log_z.size)) if log_z.size > 1 else np.nan
+    row = dict(
+        log_z=pooled,
+        log_z_se=se,
+        evaluations=out["num_logdensity_evals"],
+        gradients=out["num_grad_evals"],
+    )
+    return tree, row
+
+
+def _diagnostics(tree, row):
+    summary = az.summary(tree, kind="diagnostics", fmt="wide", round_to="none")
+    ess_bulk = float(summary["ess_bulk"].min())
+    sampling_s = row.get("wall_s", np.nan) - row.get("compile_s", 0.0)
+    return dict(
+        ess_bulk_min=ess_bulk,
+        ess_tail_min=float(summary["ess_tail"].min()),
+        r_hat_max=float(summary["r_hat"].max()),
+        ess_per_s=ess_bulk / sampling_s if sampling_s > 0 else np.nan,
+    )
+
+
+def _scalars(tree):
+    """``{parameter[i,...]: (chain, draw) array}`` of every posterior scalar."""
+    out = {}
+    for name, da in tree["posterior"].dataset.data_vars.items():
+        values = np.asarray(da.values, dtype=np.float64)
+        extra = values.shape[2:]
+        for index in np.ndindex(*extra):
+            label = name if not extra else f"{name}[{','.join(map(str, index))}]"
+            out[label] = values[(slice(None), slice(None), *index)]
+    return out
+
+
+def _agreement(trees) -> pd.DataFrame:
+    names = list(trees)
+    reference = _scalars(trees[names[0]])
+    rows = []
+    for other in names[1:]:
+        draws = _scalars(trees[other])
+        for label in reference.keys() & draws.keys():
+            a, b = reference[label], draws[label]
+            pooled_sd = np.sqrt(0.5 * (a.var() + b.var()))
+            mcse = np.hypot(_mcse(a), _mcse(b))
+            diff = b.mean() - a.mean()
+            mean_diff_sd = diff / pooled_sd if pooled_sd > 0 else 0.0
+            sd_ratio = b.std() / a.std() if a.std() > 0 else np.nan
+            z = diff / mcse if mcse > 0 else 0.0
+            r_hat = max(_r_hat(a), _r_hat(b))
+            visible = abs(mean_diff_sd) > 0.1 or abs(sd_ratio - 1) > 0.1
+            rows.append(
+                dict(
+                    parameter=label,
+                    sampler=other,
+                    versus=names[0],
+                    mean_diff_sd=mean_diff_sd,
+                    sd_ratio=sd_ratio,
+                    z=z,
+                    r_hat=r_hat,
+                    disagree=bool(visible and (abs(z) > 4 or r_hat > 1.05)),
+                )
+            )
+    return pd.DataFrame(rows).sort_values(["sampler", "parameter"], ignore_index=True)
+
+
+def _r_hat(draws):
+    """Rank-normalized split R̂ of ``(chain, draw)`` draws (ArviZ)."""
+    return float(az.rhat(draws, chain_axis=0, draw_axis=1))
+
+
+def _mcse(draws):
+    """Monte Carlo standard error of the mean of ``(chain, draw)`` draws (ArviZ, bulk ESS)."""
+    return float(az.mcse(draws, chain_axis=0, draw_axis=1))
