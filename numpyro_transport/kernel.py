@@ -25,7 +25,7 @@ from numpyro.util import identity, is_prng_key
 from numpyro_transport import pimh
 from numpyro_transport import warmup as _warmup
 from numpyro_transport.config import TransportConfig
-from numpyro_transport.model import flat_logdensity, setup_model
+from numpyro_transport.model import flat_logdensity, laplace_reference, setup_model
 from numpyro_transport.reference import Reference, broad, from_moments
 from numpyro_transport.sweep import SweepRecord, empty_record, sweep, sweep_record
 
@@ -108,8 +108,10 @@ class AST(MCMCKernel):
     :param potential_fn: potential energy (−log density) of an unconstrained pytree; then
         ``init_params`` is required and the reference is N(init_params, I) unless ``reference``.
     :param int num_particles: N, particles per sweep.
-    :param reference: optional ``(mean, cov)`` of the first reference over the flattened
-        unconstrained latent vector; default: moments of prior draws.
+    :param reference: the first reference: ``None`` (default) for moments of prior draws;
+        ``"laplace"`` for NumPyro's Laplace approximation (:func:`~numpyro_transport.model.
+        laplace_reference`), for a unimodal posterior much narrower than its prior; or
+        ``(mean, cov)`` over the flattened unconstrained latent vector.
     :param int num_prior_draws: prior draws for the first reference.
     :param float tempering_ess: warm-up tempers towards p^β·reference^(1−β) while importance
         sampling from the reference has an ESS fraction below this.
@@ -155,6 +157,11 @@ class AST(MCMCKernel):
             raise ValueError(f"tempering_ess={tempering_ess!r} must be in (0, 1).")
         if num_recorded_sweeps < 1:
             raise ValueError(f"num_recorded_sweeps={num_recorded_sweeps!r} must be at least 1.")
+        if isinstance(reference, str) and (reference != "laplace" or model is None):
+            raise ValueError(
+                f"reference={reference!r}: the only named reference is 'laplace', and it needs "
+                "a model; otherwise give None or (mean, cov)."
+            )
         if num_prior_draws < 2:
             raise ValueError(f"num_prior_draws={num_prior_draws!r} must be at least 2.")
         self._model = model
@@ -224,7 +231,9 @@ class AST(MCMCKernel):
                 prototype = jax.tree.map(lambda a: a[0], init_params) if vectorized else init_params
                 reference = None
             flat, unravel = ravel_pytree(prototype)
-            if self._reference is not None:
+            if self._reference == "laplace":
+                reference = laplace_reference(self._model, model_args, model_kwargs)
+            elif self._reference is not None:
                 reference = from_moments(*self._reference)
             logdensity = self._logdensity(model_args, model_kwargs, unravel)
             first = reference if reference is not None else _around(flat)

@@ -14,8 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
-from numpyro.infer import init_to_sample
+from numpyro.infer import SVI, Trace_ELBO, init_to_median, init_to_sample
+from numpyro.infer.autoguide import AutoLaplaceApproximation
 from numpyro.infer.util import initialize_model
+from numpyro.optim import Adam
 
 from numpyro_transport.reference import Reference, from_moments
 
@@ -119,6 +121,32 @@ def _robust_moments(draws):
     mean = jnp.mean(clipped, 0)
     centred = clipped - mean
     return mean, centred.T @ centred / (draws.shape[0] - 1)
+
+
+def laplace_reference(
+    model, model_args=(), model_kwargs=None, *, num_steps=5000, inflation=1.2, seed=0
+) -> Reference:
+    """N(MAP, inflation·H⁻¹): NumPyro's Laplace approximation of the posterior in unconstrained
+    space (MAP by ``num_steps`` of SVI with Adam, then the Hessian H of the potential there),
+    over the latents flattened as the kernel flattens them (``ravel_pytree`` of the site dict).
+
+    For a unimodal posterior far narrower than its prior, where the tempered warm-up from prior
+    moments needs many sweeps; it sees one mode only."""
+    model_kwargs = model_kwargs or {}
+    guide = AutoLaplaceApproximation(model, init_loc_fn=init_to_median)
+    svi = SVI(model, guide, Adam(0.01), Trace_ELBO())
+    result = svi.run(
+        jax.random.key(seed), num_steps, *model_args, progress_bar=False, **model_kwargs
+    )
+    affine = guide.get_transform(result.params)
+    cov = inflation * affine.scale_tril @ affine.scale_tril.T
+    if not (np.all(np.isfinite(affine.loc)) and np.all(np.isfinite(cov))):
+        raise ValueError(
+            "reference='laplace': the Laplace approximation is not finite (the MAP search or "
+            "the Hessian failed). Use the default reference (reference=None), or give "
+            "reference=(mean, cov)."
+        )
+    return from_moments(affine.loc, cov)
 
 
 def setup_model(

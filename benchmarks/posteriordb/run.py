@@ -1,6 +1,7 @@
 """Accuracy on posteriordb: AST, NUTS and BlackJAX SMC against the reference moments.
 
-    python -m benchmarks.posteriordb.run [--quick] [--posteriors a,b] [--out FILE]
+    python -m benchmarks.posteriordb.run [--quick] [--posteriors a,b] [--ast-reference laplace]
+        [--out FILE]
 
 Each posterior of :mod:`benchmarks.posteriordb.models` runs through
 :func:`numpyro_transport.compare`. Per sampler, the posterior means and sds of every posteriordb
@@ -18,7 +19,7 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import blackjax
@@ -344,6 +345,12 @@ def main(argv=None):
         help="a cheaper run: 100 draws, N = 64 (about an hour on 2 cores)",
     )
     parser.add_argument("--posteriors", help="comma-separated names (default: all nine)")
+    parser.add_argument(
+        "--ast-reference",
+        choices=("prior", "laplace"),
+        default="prior",
+        help="AST's first reference: moments of prior draws, or NumPyro's Laplace approximation",
+    )
     parser.add_argument("--out", default="docs/benchmarks_posteriordb.md")
     args = parser.parse_args(argv)
     names = args.posteriors.split(",") if args.posteriors else list(POSTERIORS)
@@ -351,6 +358,9 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown posteriors {sorted(unknown)}; choose among {list(POSTERIORS)}")
     settings = QUICK if args.quick else FULL
+    if args.ast_reference == "laplace":
+        options = settings.ast_options | {"reference": "laplace"}
+        settings = replace(settings, ast_options=options)
     start, results = time.perf_counter(), []
     for name in names:
         rows = run_posterior(name, settings)
