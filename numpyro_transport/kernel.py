@@ -320,9 +320,8 @@ class AST(MCMCKernel):
                 state.sample_record, (state.i - num_warmup) % n_sample, ~warm, entry
             )
             num_pool = config.num_particles * config.num_inner
-            num_evaluations = info.num_evaluations + jnp.where(
-                warm, _warmup.REFIT_LEVELS * num_pool, 0
-            )
+            refits = jnp.where(warm, _warmup.REFIT_LEVELS * num_pool, 0)
+            num_evaluations = (info.num_evaluations + refits).astype(jnp.int32)  # x64 too
             return ASTState(
                 i=state.i + 1,
                 z=unravel(chain.position),

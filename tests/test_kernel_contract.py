@@ -178,3 +178,19 @@ def test_improper_prior_warns_and_samples():
         mcmc.run(jax.random.key(0), Y)
     mu = np.asarray(mcmc.get_samples()["mu"])  # posterior N(mean(y), 1/5)
     assert np.all(np.isfinite(mu)) and abs(mu.mean() - float(Y.mean())) < 4 * 0.45
+
+
+def test_runs_in_64_bit():
+    """Under ``jax_enable_x64`` the state keeps its dtypes through NumPyro's sampling loop, and
+    the draws come out in float64."""
+    with jax.enable_x64(True):
+        mcmc = MCMC(
+            AST(model, num_particles=8, max_inner_blocks=1),
+            num_warmup=1,
+            num_samples=5,
+            progress_bar=False,
+        )
+        mcmc.run(jax.random.key(0), Y)
+        draws = mcmc.get_samples()
+    assert all(v.dtype == jnp.float64 for v in draws.values())
+    assert all(np.isfinite(v).all() for v in draws.values())
