@@ -7,6 +7,7 @@ unconstrained space: it needs no MAP, so a multimodal posterior is not collapsed
 """
 
 import warnings
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
-from numpyro.infer import SVI, Trace_ELBO, init_to_median, init_to_sample
+from numpyro.infer import SVI, Trace_ELBO, init_to_median, init_to_sample, init_to_uniform
 from numpyro.infer.autoguide import AutoLaplaceApproximation
 from numpyro.infer.util import initialize_model
 from numpyro.optim import Adam
@@ -59,7 +60,24 @@ def _is_improper(fn) -> bool:
         jax.eval_shape(fn.sample, jax.random.key(0))
     except NotImplementedError:
         return True
+    except ImportError:  # a proper prior whose sampler needs an optional package
+        return False
     return False
+
+
+def _prior_draw(site=None, unsampled=None):
+    """``init_to_sample``, falling back to ``init_to_uniform`` (and adding the site's name to
+    the set ``unsampled``) where sampling the prior needs an optional package: NumPyro falls
+    back on NotImplementedError only, while e.g. a truncated Student-t's icdf raises
+    ImportError without tensorflow_probability. Used as ``partial(_prior_draw, unsampled=...)``
+    (NumPyro's initialization expects strategies to be partials)."""
+    if site is None:
+        return partial(_prior_draw, unsampled=unsampled)
+    try:
+        return init_to_sample(site)
+    except ImportError:
+        unsampled.add(site["name"])
+        return init_to_uniform(site)
 
 
 def check_model(model, model_args=(), model_kwargs=None) -> tuple:
@@ -70,7 +88,9 @@ def check_model(model, model_args=(), model_kwargs=None) -> tuple:
     subsampled plates (they make the likelihood, hence the evidence, a noisy estimate) and models
     with no continuous latent site.
     """
-    seeded = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_sample)
+    seeded = handlers.substitute(
+        handlers.seed(model, 0), substitute_fn=partial(_prior_draw, unsampled=set())
+    )
     trace = handlers.trace(seeded).get_trace(*model_args, **(model_kwargs or {}))
     continuous, improper = [], []
     for name, site in trace.items():
@@ -156,12 +176,13 @@ def setup_model(
     ``seed``, so every chain starts from the same reference)."""
     model_kwargs = model_kwargs or {}
     improper = check_model(model, model_args, model_kwargs)
+    unsampled = set()  # sites whose prior cannot be sampled get the broad reference too
     keys = jax.random.split(jax.random.key(seed), num_prior_draws)
     try:
         info = initialize_model(
             keys,
             model,
-            init_strategy=init_to_sample,
+            init_strategy=partial(_prior_draw, unsampled=unsampled),
             model_args=model_args,
             model_kwargs=model_kwargs,
             dynamic_args=True,
@@ -179,7 +200,8 @@ def setup_model(
     init_z = jax.tree.map(lambda a: a[0], info.param_info.z)
     flat, unravel = ravel_pytree(init_z)
     mean, cov = _robust_moments(draws)
-    mask = ravel_pytree({k: jnp.full(jnp.shape(v), k in improper) for k, v in init_z.items()})[0]
+    broad = set(improper) | unsampled
+    mask = ravel_pytree({k: jnp.full(jnp.shape(v), k in broad) for k, v in init_z.items()})[0]
     mean = jnp.where(mask, 0.0, mean)
     keep = (~mask[:, None]) & (~mask[None, :])
     cov = jnp.where(keep, cov, jnp.diag(jnp.where(mask, IMPROPER_SCALE**2, 0.0)))

@@ -14,6 +14,7 @@ from numpyro.infer import MCMC
 from shared import OPTIONS, Y, make_mcmc, model
 
 from numpyro_transport import AST
+from numpyro_transport.model import setup_model
 
 FIELDS = ("accept_prob", "log_evidence", "sweep_ess", "num_sweep_steps", "num_evaluations")
 
@@ -194,3 +195,23 @@ def test_runs_in_64_bit():
         draws = mcmc.get_samples()
     assert all(v.dtype == jnp.float64 for v in draws.values())
     assert all(np.isfinite(v).all() for v in draws.values())
+
+
+def test_prior_that_needs_an_optional_package_gets_the_broad_reference():
+    """A half Student-t (a truncated Student-t) cannot be sampled without
+    tensorflow_probability (its icdf raises ImportError); its coordinate gets the broad
+    N(0, 10²) reference of improper sites instead of an error, the others keep prior moments."""
+
+    def half_t_model(y):
+        half_t = dist.TruncatedDistribution(dist.StudentT(3.0, 0.0, 10.0), low=0.0)
+        sigma = numpyro.sample("sigma", half_t)
+        mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+        numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
+
+    setup = setup_model(half_t_model, (Y,))
+    cov = setup.reference.scale_tril @ setup.reference.scale_tril.T
+    # ravel order is sorted by site name: mu, then sigma
+    np.testing.assert_allclose(cov[1, 1], 100.0, rtol=1e-3)
+    assert float(setup.reference.mean[1]) == 0.0
+    assert abs(float(cov[0, 0]) - 25.0) < 25.0 * 0.25  # prior moments of mu from 512 draws
+    assert setup.improper == ()
