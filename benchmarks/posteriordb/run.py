@@ -361,15 +361,16 @@ def main(argv=None):
     if args.ast_reference == "laplace":
         options = settings.ast_options | {"reference": "laplace"}
         settings = replace(settings, ast_options=options)
+    command = " ".join(["python -m benchmarks.posteriordb.run", *argv])
     start, results = time.perf_counter(), []
     for name in names:
         rows = run_posterior(name, settings)
         for r in rows:
             print(f"{name:45s} {r.sampler:5s} z={_num(r.z_max, '.3f')} {r.note}", flush=True)
         results += rows
-    command = " ".join(["python -m benchmarks.posteriordb.run", *argv])
-    report = render(results, settings, command, time.perf_counter() - start)
-    Path(args.out).write_text(report)
+        # Rewritten after every posterior, so that an interrupted run keeps what it measured.
+        report = render(results, settings, command, time.perf_counter() - start)
+        Path(args.out).write_text(report)
     print(report)
 
 
