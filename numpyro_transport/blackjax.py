@@ -99,6 +99,14 @@ def init(
     )
     pool_key, sweep_key = jax.random.split(rng_key)
     state, _ = _warmup.init(pool_key, flat_logdensity, start, config, tempering_ess)
+    state = jax.lax.cond(
+        state.temperature < _warmup.SMC_BELOW,
+        lambda s: _warmup.smc_reference(
+            jax.random.fold_in(rng_key, 1), s, flat_logdensity, config, tempering_ess
+        )[0],
+        lambda s: s,
+        state,
+    )
 
     def warmup_sweep(carry: _Warmup) -> _Warmup:
         state, i, j = carry

@@ -32,6 +32,9 @@ __all__ = [
 
 _sweep = jax.jit(sweep, static_argnames=("logdensity_fn", "config", "progress"))
 _warmup_init = jax.jit(_warmup.init, static_argnames=("logdensity_fn", "config", "tempering_ess"))
+_smc_reference = jax.jit(
+    _warmup.smc_reference, static_argnames=("logdensity_fn", "config", "tempering_ess")
+)
 _adapt = jax.jit(_warmup.adapt, static_argnames=("logdensity_fn", "config", "tempering_ess"))
 
 
@@ -51,7 +54,10 @@ class TransportResult:
     - **reference**, **schedule** - the frozen preconditioner and λ-grid.
     - **diagnostics** - ``{"warmup": [...], "sweeps": {...}}``: per-step arrays (see
       :class:`~numpyro_transport.sweep.StepInfo`) of every warm-up sweep, and of the frozen
-      sweeps stacked as ``(R, K)``; plus per-sweep scalars and ``num_evaluations``.
+      sweeps stacked as ``(R, K)``; plus per-sweep scalars and ``num_evaluations``;
+      ``"smc_reference"``: whether the warm-up's tempered SMC run
+      (:func:`~numpyro_transport.warmup.smc_reference`) ran, whether its fit was adopted, and
+      its evaluations.
     - **records** - :class:`~numpyro_transport.sweep.SweepRecord` of the warm-up and of the
       frozen sweeps, with leading dims ``(1, sweep)``.
     - **model** - the NumPyro model, its arguments and set-up, or ``None`` for a log-density.
@@ -220,6 +226,11 @@ def transport(
     keys = iter(jax.random.split(rng_key, max_tempering_sweeps + num_warmup_sweeps + 3))
     state, log_r = _warmup_init(next(keys), logdensity_fn, ref, config, tempering_ess)
     _check_start(np.asarray(log_r))
+    smc = dict(ran=False, adopted=False, num_evaluations=0)
+    if float(state.temperature) < _warmup.SMC_BELOW:
+        smc_key = jax.random.fold_in(rng_key, 1)
+        state, adopted, spent = _smc_reference(smc_key, state, logdensity_fn, config, tempering_ess)
+        smc = dict(ran=True, adopted=bool(adopted), num_evaluations=int(spent))
 
     warmup, warmup_entries = [], []
     shown = progress_bar.bar(num_warmup_sweeps + num_sweeps, config.max_lambda)
@@ -272,12 +283,14 @@ def transport(
     frozen = [_steps(r) for r in runs]
     diagnostics = {
         "warmup": warmup,
+        "smc_reference": smc,
         "sweeps": {name: np.stack([f[name] for f in frozen]) for name in frozen[0]},
         # Sweeps, plus the λ = 0 pools that choose β and judge the refits.
         "num_evaluations": int(
             sum(int(w["num_evaluations"]) for w in warmup)
             + sum(int(f["num_evaluations"]) for f in frozen)
             + (1 + _warmup.REFIT_LEVELS * len(warmup)) * config.num_particles * config.num_inner
+            + smc["num_evaluations"]
         ),
     }
     entries = [sweep_record(r, 1.0, False, len(warmup) + i) for i, r in enumerate(runs)]

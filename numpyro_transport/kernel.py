@@ -272,6 +272,11 @@ class AST(MCMCKernel):
         if vectorized:
             init_one = jax.vmap(init_one, in_axes=(0, None if init_params is None else 0, None))
         state = jax.jit(init_one)(rng_key, init_params, log_r)
+        temperature = state.warmup.temperature
+        if isinstance(temperature, jax.core.Tracer) or np.any(
+            np.asarray(temperature) < _warmup.SMC_BELOW
+        ):
+            state = self._smc_reference(state, logdensity, vectorized)
         # One sample function per structure: a second run() with the same shapes reuses it.
         structure = (num_warmup, vectorized, jax.tree.structure(prototype), flat.shape)
         if structure not in self._sample_fns:
@@ -281,6 +286,24 @@ class AST(MCMCKernel):
             self._sample_fns[structure] = sample_fn
         self._sample_fn = self._sample_fns[structure]
         return state
+
+    def _smc_reference(self, state: ASTState, logdensity, vectorized):
+        """Chains whose first reference is far from the posterior (β̂ < ``SMC_BELOW``) adopt the
+        moments of a tempered SMC run (:func:`~numpyro_transport.warmup.smc_reference`)."""
+        config, tempering_ess = self.config, self._tempering_ess
+
+        def refine(state: ASTState):
+            key = jax.random.fold_in(state.rng_key, 1)
+            w, _, spent = _warmup.smc_reference(
+                key, state.warmup, logdensity, config, tempering_ess
+            )
+            needed = state.warmup.temperature < _warmup.SMC_BELOW
+            return state._replace(
+                warmup=jax.tree.map(lambda a, b: jnp.where(needed, a, b), w, state.warmup),
+                warmup_evaluations=state.warmup_evaluations + jnp.where(needed, spent, 0),
+            )
+
+        return jax.jit(jax.vmap(refine) if vectorized else refine)(state)
 
     def _build_sample_fn(self, num_warmup: int, unravel):
         config, tempering_ess = self.config, self._tempering_ess

@@ -12,6 +12,12 @@ it beats the current one, so a sweep that degenerated can never drag the referen
 tempered sweeps continue until β = 1; then sweeps at β = 1 refit further, and the last warm-up
 sweep (no refit) fixes the λ-grid and inner sizes for the production sweeps.
 
+When the first reference is so far from p that β̂ < ``SMC_BELOW``, :func:`smc_reference` first
+runs BlackJAX's adaptive tempered SMC with a gradient-free random-walk kernel
+(:mod:`numpyro_transport.tempered`) from the reference to p, and adopts its moments if they score
+better on the pool: a posterior 100× narrower than its prior takes one SMC run there, where the
+tempered sweeps gain a factor of 2–4 in β each.
+
 The same functions drive :func:`numpyro_transport.transport` and the :class:`~numpyro_transport.AST`
 kernel, where warm-up iterations are these sweeps.
 """
@@ -27,9 +33,13 @@ from numpyro_transport import rng
 from numpyro_transport.config import TransportConfig
 from numpyro_transport.reference import Reference, from_moments, to_original
 from numpyro_transport.sweep import Schedule, SweepResult, empty_schedule
+from numpyro_transport.tempered import build_tempered_smc
 
 #: Candidate refits judged after each warm-up sweep (:func:`extrapolated_refits`).
 REFIT_LEVELS = 6
+#: A first reference with β̂ below this goes through :func:`smc_reference` first: a tempered
+#: sweep multiplies β̂ by 2–4, so one sweep would not reach β = 1 from there.
+SMC_BELOW = 0.5
 
 __all__ = [
     "WarmupState",
@@ -39,6 +49,7 @@ __all__ = [
     "ess_fraction",
     "tempering_exponent",
     "extrapolated_refits",
+    "smc_reference",
     "warn_if_tempering_unfinished",
 ]
 
@@ -153,6 +164,51 @@ def extrapolated_refits(result: SweepResult, reference: Reference, temperature):
     return jax.vmap(level)(taus, 1.15**repeats)
 
 
+def _judged(state: WarmupState, candidate: Reference, logdensity_fn, num_pool, tempering_ess):
+    """(β̂, ESS_p, score) of ``candidate`` on the pool; score −∞ if it is not finite."""
+    log_r = pool_log_ratios(state.pool_key, logdensity_fn, candidate, num_pool)
+    beta, score = _score(log_r, tempering_ess)
+    finite = jnp.all(jnp.isfinite(candidate.scale_tril)) & jnp.all(jnp.isfinite(candidate.mean))
+    return beta, ess_fraction(log_r), jnp.where(finite, score, -jnp.inf)
+
+
+def smc_reference(
+    rng_key, state: WarmupState, logdensity_fn, config: TransportConfig, tempering_ess
+):
+    """Adopt the moments of a tempered SMC run from ``state.reference`` to p if they score better.
+
+    The run has N·M/2 particles and max(10, min(d, 50)) random-walk steps per tempering step
+    (its mixing time grows like d). Returns the new state, whether the fit was adopted, and the
+    log-density evaluations spent (BlackJAX's T·n·(steps + 3), plus the pool).
+    """
+    dim = state.reference.mean.shape[0]
+    num_pool = config.num_particles * config.num_inner
+    num, steps = num_pool, max(10, min(dim, 50))
+    run = build_tempered_smc(
+        logdensity_fn,
+        state.reference.mean,
+        state.reference.scale_tril,
+        inner="rmh",
+        num_particles=num,
+        num_mcmc_steps=steps,
+    )
+    out = run(rng_key)
+    mean = out.weights @ out.particles
+    centred = out.particles - mean
+    candidate = from_moments(mean, (centred * out.weights[:, None]).T @ centred)
+    beta, ess, score = _judged(state, candidate, logdensity_fn, num_pool, tempering_ess)
+    accepted = score > state.temperature + state.pool_ess
+    new_state = WarmupState(
+        jax.tree.map(lambda a, b: jnp.where(accepted, a, b), candidate, state.reference),
+        state.schedule,
+        jnp.where(accepted, beta, state.temperature),
+        jnp.where(accepted, ess, state.pool_ess),
+        state.pool_key,
+    )
+    evaluations = out.num_steps * num * (steps + 3) + num_pool
+    return new_state, accepted, evaluations.astype(jnp.int32)
+
+
 def adapt(
     state: WarmupState,
     result: SweepResult,
@@ -172,10 +228,7 @@ def adapt(
     temperature = sweep_temperature(state, final)
 
     def judge(candidate):
-        log_r = pool_log_ratios(state.pool_key, logdensity_fn, candidate, num_pool)
-        beta, score = _score(log_r, tempering_ess)
-        finite = jnp.all(jnp.isfinite(candidate.scale_tril)) & jnp.all(jnp.isfinite(candidate.mean))
-        return beta, ess_fraction(log_r), jnp.where(finite, score, -jnp.inf)
+        return _judged(state, candidate, logdensity_fn, num_pool, tempering_ess)
 
     candidates = extrapolated_refits(result, state.reference, temperature)
     betas, esses, scores = jax.vmap(judge)(candidates)

@@ -15,7 +15,9 @@ from numpyro_transport import targets, transport
 
 LOG_Z = -3.0
 NUM_PARTICLES = 256
-NUM_SWEEPS = 8
+# d = 50: 16 frozen sweeps, so that the 0.1-nat bound is ≈ 2 standard errors (a sweep's log Ẑ
+# has sd ≈ 0.2 there at N = 512, ε = 2; measured over 64 sweeps, see docs/benchmarks.md).
+NUM_SWEEPS = {1: 8, 2: 8, 10: 8, 50: 16}
 
 
 def _target(d, seed=1):
@@ -26,26 +28,18 @@ def _target(d, seed=1):
     return targets.gaussian(rng.normal(size=d), cov, log_z=LOG_Z), cov
 
 
-# d ≤ 10: the broad N(0, I) fallback, far from N(μ, Σ) (variances 0.03 … 31).
-# d = 50: a covariance inflated 1.2× (see docs: a worse start in d = 50 is a known limit).
-CASES = {1: None, 2: None, 10: None, 50: (0.0, 1.2)}
-
-
 @functools.cache
 def _run(d):
+    """Every case starts from the broad N(0, I) fallback, far from N(μ, Σ) (variances
+    0.03 … 31): in d = 50 the warm-up's tempered SMC run moves it onto the target first."""
     target, cov = _target(d)
-    reference = None
-    if CASES[d] is not None:
-        shift, inflate = CASES[d]
-        reference = (target.mean + shift * np.sqrt(np.diag(cov)), inflate * cov)
     result = transport(
         target.logdensity_fn,
         jax.random.key(d),
         dim=d,
-        reference=reference,
         num_particles=NUM_PARTICLES if d < 50 else 2 * NUM_PARTICLES,
         epsilon=1.0 if d < 50 else 2.0,
-        num_sweeps=NUM_SWEEPS,
+        num_sweeps=NUM_SWEEPS[d],
         progress=False,
     )
     return target, cov, result
@@ -66,6 +60,7 @@ def test_log_evidence(d):
     )
     if d == 50:
         assert error < 0.1
+        assert result.diagnostics["smc_reference"]["adopted"]  # the tempered SMC run moved it
 
 
 @pytest.mark.parametrize("d", [10, 50])  # in d ≤ 2 the refitted reference is exact: K = 1
@@ -77,17 +72,17 @@ def test_increments_vanish_after_first_step(d):
     _, _, result = _run(d)
     assert result.diagnostics["sweeps"]["log_increment"].shape[1] > 1
     totals = result.diagnostics["sweeps"]["log_increment"][:, 1:].sum(axis=1)
-    se = totals.std(ddof=1) / np.sqrt(NUM_SWEEPS)
+    se = totals.std(ddof=1) / np.sqrt(NUM_SWEEPS[d])
     assert abs(totals.mean()) < 4 * se + 0.05, totals
     assert np.median(np.abs(result.diagnostics["sweeps"]["log_increment"][:, 1:])) < 0.05
 
 
 @functools.cache
-def _bound(num_stats):
+def _bound(num_stats, num_sweeps):
     """The 99.9 % quantile of the mean of ``num_stats`` independent squared t-statistics with
     R − 1 degrees of freedom (simulated with a fixed seed): the false-alarm rate of the check."""
     rng = np.random.default_rng(0)
-    t = rng.standard_t(NUM_SWEEPS - 1, size=(20_000, num_stats))
+    t = rng.standard_t(num_sweeps - 1, size=(20_000, num_stats))
     return float(np.quantile(np.mean(t**2, axis=1), 0.999))
 
 
@@ -95,17 +90,18 @@ def _bound(num_stats):
 def test_moments(d):
     """Mean and full covariance, in the target's whitened coordinates w = L⁻¹(x − μ) (Σ = LLᵀ),
     where the truth is 0 and I. Each frozen sweep r gives an independent weighted estimate (the
-    covariance with the 1/(1 − ΣW²) correction for weights); across the R = 8 sweeps every entry
+    covariance with the 1/(1 − ΣW²) correction for weights); across the R frozen sweeps every entry
     gets a t-statistic with R − 1 degrees of freedom. The mean of the squared statistics over the
     d means, and over the d(d+1)/2 covariance entries, stays below its 99.9 % quantile
     (:func:`_bound`), and every |t| below 10."""
     target, cov, result = _run(d)
     chol = np.linalg.cholesky(np.asarray(cov, dtype=np.float64))
     white = np.linalg.solve(chol, (result.particles - np.asarray(target.mean)).T).T
-    n = white.shape[0] // NUM_SWEEPS
+    num_sweeps = NUM_SWEEPS[d]
+    n = white.shape[0] // num_sweeps
     upper = np.triu_indices(d)
     means, covs = [], []
-    for r in range(NUM_SWEEPS):
+    for r in range(num_sweeps):
         w_r, lw = white[r * n : (r + 1) * n], result.log_weights[r * n : (r + 1) * n]
         w = np.exp(lw - np.logaddexp.reduce(lw))
         m = w @ w_r
@@ -113,7 +109,7 @@ def test_moments(d):
         means.append(m)
         covs.append(c[upper])
     for estimates, truth in ((np.array(means), 0.0), (np.array(covs), np.eye(d)[upper])):
-        t = (estimates.mean(0) - truth) / (estimates.std(0, ddof=1) / np.sqrt(NUM_SWEEPS))
-        assert np.mean(t**2) < _bound(t.size) and np.all(np.abs(t) < 10), t
-    assert result.samples.shape == (NUM_SWEEPS * n, d)
+        t = (estimates.mean(0) - truth) / (estimates.std(0, ddof=1) / np.sqrt(num_sweeps))
+        assert np.mean(t**2) < _bound(t.size, num_sweeps) and np.all(np.abs(t) < 10), t
+    assert result.samples.shape == (num_sweeps * n, d)
     assert np.all(np.isfinite(result.samples))
