@@ -81,8 +81,9 @@ def init(
     """Warm up on ``logdensity_fn`` and return the chain state at ``position``.
 
     As in :func:`~numpyro_transport.transport`: from the reference N(position, I) (or
-    ``reference=(mean, cov)`` over the flattened position), adaptive sweeps of the tempered
-    target p^β·reference^(1−β) refit the reference while β < 1 (at most
+    ``reference=(mean, cov)`` over the flattened position), moved first by a tempered SMC run
+    if it is far from the target (:func:`~numpyro_transport.warmup.smc_reference`), adaptive
+    sweeps of the tempered target p^β·reference^(1−β) refit the reference while β < 1 (at most
     ``max_tempering_sweeps``), then ``num_warmup_sweeps`` more run, the last at β = 1 with its
     grid frozen (see :mod:`numpyro_transport.warmup`). Pure JAX: jit-able and vmap-able over
     positions and keys. ``rng_key`` defaults to ``jax.random.key(0)``, ``config`` to
