@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
+from numpyro.distributions import constraints
 from numpyro.infer import SVI, Trace_ELBO, init_to_median, init_to_sample, init_to_uniform
 from numpyro.infer.autoguide import AutoLaplaceApproximation
-from numpyro.infer.util import initialize_model
+from numpyro.infer.util import constrain_fn, initialize_model
 from numpyro.optim import Adam
 
 from numpyro_transport.reference import Reference, from_moments
@@ -80,6 +81,32 @@ def _prior_draw(site=None, unsampled=None):
         return init_to_uniform(site)
 
 
+def _prior_trace(model, model_args, model_kwargs):
+    seeded = handlers.substitute(
+        handlers.seed(model, 0), substitute_fn=partial(_prior_draw, unsampled=set())
+    )
+    return handlers.trace(seeded).get_trace(*model_args, **(model_kwargs or {}))
+
+
+def _hidden_dynamic_support(model, model_args, model_kwargs) -> bool:
+    """Whether a latent site's bounds depend on other sites behind an ``independent`` wrapper
+    (``ImproperUniform`` wraps every support so). NumPyro's ``initialize_model`` only looks for
+    array bounds on unwrapped supports, so its ``postprocess_fn`` then constrains such a site
+    with the bounds of the trace it was built from, not those of each draw."""
+    for site in _prior_trace(model, model_args, model_kwargs).values():
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        support = site["fn"].support
+        if not isinstance(support, constraints._IndependentConstraint):
+            continue
+        while isinstance(support, constraints._IndependentConstraint):
+            support = support.base_constraint
+        bounds = [getattr(support, b, 0.0) for b in ("lower_bound", "upper_bound")]
+        if not all(isinstance(b, (int, float)) for b in bounds):
+            return True
+    return False
+
+
 def check_model(model, model_args=(), model_kwargs=None) -> tuple:
     """Raise a clear error for what the transport cannot sample; return improper sites.
 
@@ -88,10 +115,7 @@ def check_model(model, model_args=(), model_kwargs=None) -> tuple:
     subsampled plates (they make the likelihood, hence the evidence, a noisy estimate) and models
     with no continuous latent site.
     """
-    seeded = handlers.substitute(
-        handlers.seed(model, 0), substitute_fn=partial(_prior_draw, unsampled=set())
-    )
-    trace = handlers.trace(seeded).get_trace(*model_args, **(model_kwargs or {}))
+    trace = _prior_trace(model, model_args, model_kwargs)
     continuous, improper = [], []
     for name, site in trace.items():
         if site["type"] == "plate":
@@ -205,9 +229,15 @@ def setup_model(
     mean = jnp.where(mask, 0.0, mean)
     keep = (~mask[:, None]) & (~mask[None, :])
     cov = jnp.where(keep, cov, jnp.diag(jnp.where(mask, IMPROPER_SCALE**2, 0.0)))
+    postprocess_fn_gen = info.postprocess_fn
+    if _hidden_dynamic_support(model, model_args, model_kwargs):
+
+        def postprocess_fn_gen(*args, **kwargs):  # replay the model for every draw
+            return partial(constrain_fn, model, args, kwargs, return_deterministic=True)
+
     return ModelSetup(
         info.potential_fn,
-        info.postprocess_fn,
+        postprocess_fn_gen,
         init_z,
         unravel,
         from_moments(mean, cov),
@@ -228,12 +258,15 @@ def flat_logdensity(potential_fn, unravel):
 def is_model(fn, model_args=(), model_kwargs=None) -> bool:
     """Whether ``fn`` is a NumPyro model: it runs on ``model_args`` and records sample sites.
 
-    A log-density ``u -> log p(u)`` called without its argument raises ``TypeError``.
+    A log-density ``u -> log p(u)`` called without its argument raises ``TypeError``; a model
+    with an improper prior (``ImproperUniform``) raises ``NotImplementedError`` when sampled.
     """
     try:
         trace = handlers.trace(handlers.seed(fn, 0)).get_trace(*model_args, **(model_kwargs or {}))
     except TypeError:
         return False
+    except NotImplementedError:
+        return True
     return any(site["type"] == "sample" for site in trace.values())
 
 
