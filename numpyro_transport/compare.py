@@ -18,7 +18,7 @@ from numpyro.infer import MCMC, NUTS
 
 from numpyro_transport.baselines import blackjax_smc
 from numpyro_transport.engine import combine_evidence
-from numpyro_transport.inference_data import log_evidence, to_arviz
+from numpyro_transport.inference_data import from_numpyro, log_evidence, to_arviz
 from numpyro_transport.kernel import AST
 from numpyro_transport.model import model_run
 
@@ -203,7 +203,7 @@ def _run_nuts(key, model, model_args, model_kwargs, num_warmup, **settings):
     steps += _extra_total(mcmc, "num_steps")
     divergences = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
     row = dict(divergences=divergences, evaluations=steps, gradients=steps)
-    return az.from_numpyro(mcmc), row
+    return from_numpyro(mcmc), row
 
 
 def _run_smc(key, model, model_args, model_kwargs, options, num_samples, num_chains, **_):

@@ -124,11 +124,26 @@ class _ResultAdapter(NumPyroInferenceAdapter):
         return self.posterior.model.constrain(self.posterior.sweep_samples)
 
 
+def from_numpyro(posterior, **kwargs) -> xr.DataTree:
+    """``az.from_numpyro``, retried without inferred dims if inferring them fails.
+
+    ArviZ infers dims by running the model with every latent site drawn from its prior, and
+    some priors need an optional package to be sampled (a truncated Student-t's icdf needs
+    tensorflow_probability): the draws are fine, only the dims names are lost.
+    """
+    try:
+        return az.from_numpyro(posterior, **kwargs)
+    except (ImportError, NotImplementedError):
+        if "dims" in kwargs:
+            raise
+        return az.from_numpyro(posterior, **{**kwargs, "dims": {}, "pred_dims": {}})
+
+
 def _result_to_arviz(result: TransportResult, **from_numpyro_kwargs) -> xr.DataTree:
     if result.model is None:
         tree = az.from_dict({"posterior": {"x": result.sweep_samples}}, **from_numpyro_kwargs)
     else:
-        tree = az.from_numpyro(_ResultAdapter(result), **from_numpyro_kwargs)
+        tree = from_numpyro(_ResultAdapter(result), **from_numpyro_kwargs)
     attrs = {
         "log_evidence": result.log_evidence,
         "log_evidence_se": result.log_evidence_se,
@@ -165,7 +180,7 @@ def to_arviz(run, **from_numpyro_kwargs) -> xr.DataTree:
         return _result_to_arviz(run, **from_numpyro_kwargs)
     kernel = _kernel(run)
     mcmc = run
-    tree = az.from_numpyro(mcmc, **from_numpyro_kwargs)
+    tree = from_numpyro(mcmc, **from_numpyro_kwargs)
     state = mcmc.last_state
     records = [state.warmup_record, state.sample_record]
     if mcmc.num_chains == 1:

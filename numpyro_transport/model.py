@@ -258,15 +258,14 @@ def flat_logdensity(potential_fn, unravel):
 def is_model(fn, model_args=(), model_kwargs=None) -> bool:
     """Whether ``fn`` is a NumPyro model: it runs on ``model_args`` and records sample sites.
 
-    A log-density ``u -> log p(u)`` called without its argument raises ``TypeError``; a model
-    with an improper prior (``ImproperUniform``) raises ``NotImplementedError`` when sampled.
+    A log-density ``u -> log p(u)`` called without its argument raises ``TypeError``. Latent
+    sites take the values of :func:`_prior_trace`, so improper priors and priors that need an
+    optional package to be sampled do not stop the check.
     """
     try:
-        trace = handlers.trace(handlers.seed(fn, 0)).get_trace(*model_args, **(model_kwargs or {}))
+        trace = _prior_trace(fn, model_args, model_kwargs)
     except TypeError:
         return False
-    except NotImplementedError:
-        return True
     return any(site["type"] == "sample" for site in trace.values())
 
 

@@ -191,8 +191,9 @@ def diamonds(X, Y):
     centered = predictors - predictors.mean(axis=0)
     b = numpyro.sample("b", _iid(dist.Normal(0.0, 1.0), centered.shape[1]))
     intercept = numpyro.sample("Intercept", dist.StudentT(3.0, 8.0, 10.0))
-    half_t = dist.TruncatedDistribution(dist.StudentT(3.0, 0.0, 10.0), low=0.0)
-    sigma = numpyro.sample("sigma", half_t)
+    # t₃⁺(0, 10) = |t₃(0, 10)|: the same density as the t truncated at its centre, and it can be
+    # sampled without tensorflow_probability (the truncated t's icdf needs it).
+    sigma = numpyro.sample("sigma", dist.FoldedDistribution(dist.StudentT(3.0, 0.0, 10.0)))
     numpyro.sample("Y", dist.Normal(intercept + centered @ b, sigma), obs=Y)
 
 
