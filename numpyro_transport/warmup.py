@@ -31,7 +31,7 @@ import numpy as np
 
 from numpyro_transport import rng
 from numpyro_transport.config import TransportConfig
-from numpyro_transport.reference import Reference, from_moments, to_original
+from numpyro_transport.reference import Reference, from_moments, from_samples, to_original
 from numpyro_transport.sweep import Schedule, SweepResult, empty_schedule
 from numpyro_transport.tempered import build_tempered_smc
 
@@ -164,12 +164,34 @@ def extrapolated_refits(result: SweepResult, reference: Reference, temperature):
     return jax.vmap(level)(taus, 1.15**repeats)
 
 
-def _judged(state: WarmupState, candidate: Reference, logdensity_fn, num_pool, tempering_ess):
-    """(β̂, ESS_p, score) of ``candidate`` on the pool; score −∞ if it is not finite."""
-    log_r = pool_log_ratios(state.pool_key, logdensity_fn, candidate, num_pool)
-    beta, score = _score(log_r, tempering_ess)
-    finite = jnp.all(jnp.isfinite(candidate.scale_tril)) & jnp.all(jnp.isfinite(candidate.mean))
-    return beta, ess_fraction(log_r), jnp.where(finite, score, -jnp.inf)
+def _best(state: WarmupState, candidates: Reference, logdensity_fn, config, tempering_ess, allow):
+    """Judge a stack of candidate references on the pool (:func:`_score`, common random
+    numbers; non-finite ones never win) and adopt the best if ``allow`` and it beats the current
+    reference: its β̂ becomes the next temperature. Returns (state, adopted); the schedule is
+    kept."""
+    num_pool = config.num_particles * config.num_inner
+
+    def judge(candidate):
+        log_r = pool_log_ratios(state.pool_key, logdensity_fn, candidate, num_pool)
+        beta, score = _score(log_r, tempering_ess)
+        finite = jnp.all(jnp.isfinite(candidate.scale_tril)) & jnp.all(jnp.isfinite(candidate.mean))
+        return beta, ess_fraction(log_r), jnp.where(finite, score, -jnp.inf)
+
+    betas, esses, scores = jax.vmap(judge)(candidates)
+    best = jnp.argmax(scores)
+    adopted = allow & (scores[best] > state.temperature + state.pool_ess)
+
+    def pick(new, old):
+        return jnp.where(adopted, new[best], old)
+
+    new_state = WarmupState(
+        jax.tree.map(pick, candidates, state.reference),
+        state.schedule,
+        pick(betas, state.temperature),
+        pick(esses, state.pool_ess),
+        state.pool_key,
+    )
+    return new_state, adopted
 
 
 def smc_reference(
@@ -177,36 +199,26 @@ def smc_reference(
 ):
     """Adopt the moments of a tempered SMC run from ``state.reference`` to p if they score better.
 
-    The run has N·M/2 particles and max(10, min(d, 50)) random-walk steps per tempering step
+    The run has N·M particles and max(10, min(d, 50)) random-walk steps per tempering step
     (its mixing time grows like d). Returns the new state, whether the fit was adopted, and the
-    log-density evaluations spent (BlackJAX's T·n·(steps + 3), plus the pool).
+    log-density evaluations spent (BlackJAX's T·N·M·(steps + 3), plus the pool).
     """
     dim = state.reference.mean.shape[0]
     num_pool = config.num_particles * config.num_inner
-    num, steps = num_pool, max(10, min(dim, 50))
+    steps = max(10, min(dim, 50))
     run = build_tempered_smc(
         logdensity_fn,
         state.reference.mean,
         state.reference.scale_tril,
         inner="rmh",
-        num_particles=num,
+        num_particles=num_pool,
         num_mcmc_steps=steps,
     )
     out = run(rng_key)
-    mean = out.weights @ out.particles
-    centred = out.particles - mean
-    candidate = from_moments(mean, (centred * out.weights[:, None]).T @ centred)
-    beta, ess, score = _judged(state, candidate, logdensity_fn, num_pool, tempering_ess)
-    accepted = score > state.temperature + state.pool_ess
-    new_state = WarmupState(
-        jax.tree.map(lambda a, b: jnp.where(accepted, a, b), candidate, state.reference),
-        state.schedule,
-        jnp.where(accepted, beta, state.temperature),
-        jnp.where(accepted, ess, state.pool_ess),
-        state.pool_key,
-    )
-    evaluations = out.num_steps * num * (steps + 3) + num_pool
-    return new_state, accepted, evaluations.astype(jnp.int32)
+    candidate = jax.tree.map(lambda a: a[None], from_samples(out.particles, out.weights))
+    new_state, adopted = _best(state, candidate, logdensity_fn, config, tempering_ess, True)
+    evaluations = out.num_steps * num_pool * (steps + 3) + num_pool
+    return new_state, adopted, evaluations.astype(jnp.int32)
 
 
 def adapt(
@@ -224,24 +236,10 @@ def adapt(
     (:func:`_score`, common random numbers); β becomes the new reference's β̂. Returns the new
     state and whether a refit was accepted.
     """
-    num_pool = config.num_particles * config.num_inner
     temperature = sweep_temperature(state, final)
-
-    def judge(candidate):
-        return _judged(state, candidate, logdensity_fn, num_pool, tempering_ess)
-
     candidates = extrapolated_refits(result, state.reference, temperature)
-    betas, esses, scores = jax.vmap(judge)(candidates)
-    best = jnp.argmax(scores)
-    accepted = ~final & (scores[best] > state.temperature + state.pool_ess)
-    new_state = WarmupState(
-        jax.tree.map(lambda a, b: jnp.where(accepted, a[best], b), candidates, state.reference),
-        result.schedule,
-        jnp.where(accepted, betas[best], state.temperature),
-        jnp.where(accepted, esses[best], state.pool_ess),
-        state.pool_key,
-    )
-    return new_state, accepted
+    new_state, adopted = _best(state, candidates, logdensity_fn, config, tempering_ess, ~final)
+    return new_state._replace(schedule=result.schedule), adopted
 
 
 def warn_if_tempering_unfinished(temperature, what: str):
