@@ -16,6 +16,7 @@ __all__ = [
     "Reference",
     "from_moments",
     "from_samples",
+    "weighted_moments",
     "broad",
     "whiten",
     "to_original",
@@ -53,13 +54,17 @@ def from_samples(samples, weights=None, jitter=1e-6) -> Reference:
 
     Moment matching covers every mode the samples visit, which a Laplace fit would not.
     """
+    return from_moments(*weighted_moments(samples, weights), jitter)
+
+
+def weighted_moments(samples, weights=None):
+    """Mean and covariance of ``(n, d)`` samples under optional weights (normalized here)."""
     samples = jnp.asarray(samples)
     n = samples.shape[0]
     weights = jnp.full(n, 1.0 / n) if weights is None else weights / jnp.sum(weights)
     mean = weights @ samples
     centred = samples - mean
-    cov = (centred * weights[:, None]).T @ centred
-    return from_moments(mean, cov, jitter)
+    return mean, (centred * weights[:, None]).T @ centred
 
 
 def broad(dim: int, scale: float = 1.0) -> Reference:

@@ -25,6 +25,8 @@ from blackjax.mcmc.random_walk import build_additive_step, normal
 from blackjax.smc.resampling import systematic
 from jax.scipy.linalg import solve_triangular
 
+from numpyro_transport.reference import weighted_moments
+
 __all__ = ["TemperedResult", "build_tempered_smc", "INNER_KERNELS"]
 
 INNER_KERNELS = ("hmc", "rmh")
@@ -74,17 +76,7 @@ def _mvn_logpdf_fn(mean, scale_tril):
     return logpdf
 
 
-def _weighted_moments(particles, weights):
-    mean = weights @ particles
-    centred = particles - mean
-    return mean, (centred * weights[:, None]).T @ centred
-
-
 _additive_step = build_additive_step()
-
-
-def _rmh_step(rng_key, state, logdensity_fn, scale_tril):
-    return _additive_step(rng_key, state, logdensity_fn, normal(scale_tril))
 
 
 def _inner(kind, dim, scale_tril, num_integration_steps):
@@ -96,7 +88,7 @@ def _inner(kind, dim, scale_tril, num_integration_steps):
         initial = {"step_size": dim**-0.25, "inverse_mass_matrix": jnp.sum(scale_tril**2, 1)}
 
         def tuned(particles, weights, size):
-            variance = jnp.diagonal(_weighted_moments(particles, weights)[1])
+            variance = jnp.diagonal(weighted_moments(particles, weights)[1])
             return {"step_size": size, "inverse_mass_matrix": jnp.maximum(variance, 1e-10)}
 
         return step, blackjax.hmc.init, initial, tuned
@@ -104,14 +96,14 @@ def _inner(kind, dim, scale_tril, num_integration_steps):
     initial = {"step_size": size, "scale_tril": size * scale_tril}
 
     def tuned(particles, weights, size):
-        cov = _weighted_moments(particles, weights)[1]
+        cov = weighted_moments(particles, weights)[1]
         jitter = 1e-8 * jnp.mean(jnp.diagonal(cov)) + 1e-30
         chol = jnp.linalg.cholesky(cov + jitter * jnp.eye(dim, dtype=cov.dtype))
         return {"step_size": size, "scale_tril": size * chol}
 
     def step(rng_key, state, logdensity_fn, step_size, scale_tril):
         del step_size  # folded into scale_tril
-        return _rmh_step(rng_key, state, logdensity_fn, scale_tril)
+        return _additive_step(rng_key, state, logdensity_fn, normal(scale_tril))
 
     return step, blackjax.rmh.init, initial, tuned
 
