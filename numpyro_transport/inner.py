@@ -163,14 +163,21 @@ def shrink(mean, ess, y, lam, pseudo_count):
     instead of one arbitrary draw; with many it is the Monte Carlo estimate. The drift only
     feeds the proposal, so exactness is untouched.
     """
-    s = ess / (ess + pseudo_count)
+    s = jnp.where(ess > 0, ess / jnp.where(ess > 0, ess + pseudo_count, 1.0), 0.0)
     fit_mean = y / (1 + lam)
     return s[:, None] * mean + (1 - s[:, None]) * fit_mean, s, (1 - s) / (1 + lam)
 
 
-def estimate(rng_key, draws: InnerDraws, y, lam, num_points, neighbours, batch_size, pseudo_count):
+def estimate(
+    rng_key, draws: InnerDraws, y, lam, num_blocks, num_points, neighbours, batch_size, pseudo_count
+):
     """Drift summary of every particle, from the draws of its ``neighbours`` nearest particles
-    (itself included; 1 = its own draws only)."""
+    (itself included; 1 = its own draws only).
+
+    The pool is processed one inner block at a time over the ``num_blocks`` active blocks only,
+    so inactive blocks cost nothing (also under ``vmap``, where the loop runs to the largest
+    active count).
+    """
     own_w, own_ess = normalize(draws.log_r)
     if neighbours == 1:
         mean = jnp.einsum("nm,nmd->nd", own_w, draws.x)
@@ -179,24 +186,55 @@ def estimate(rng_key, draws: InnerDraws, y, lam, num_points, neighbours, batch_s
         mean, scale, iso = shrink(mean, own_ess, y, lam, pseudo_count)
         return DriftEstimate(mean, draws.x, own_w, own_ess, scale, iso)
 
-    n, m, d = draws.x.shape
+    n, num_blocks_max, half, d = draws.noise.shape
+    m, k = 2 * half, neighbours
+    by_block = lambda a: a.reshape((n, num_blocks_max, m) + a.shape[2:])  # noqa: E731
+    x, log_r = by_block(draws.x), by_block(draws.log_r)
+    grad = None if draws.grad is None else by_block(draws.grad)
     centres = y / (1 + lam)
     prec = 1 + lam
     # The nearest centre of particle i is its own (or an identical duplicate's): column 0.
     sq = jnp.sum(centres**2, -1)
-    _, nearest = jax.lax.top_k(2 * centres @ centres.T - sq[None, :], neighbours)
+    _, nearest = jax.lax.top_k(2 * centres @ centres.T - sq[None, :], k)
 
     def one(args):
         key, idx = args
-        pool = draws.x[idx].reshape(neighbours * m, d)
         c = centres[idx]
-        log_q = -0.5 * prec * (jnp.sum(pool**2, -1)[:, None] - 2 * pool @ c.T + sq[idx][None, :])
-        log_mix = logsumexp(log_q, axis=1)  # the proposal the pool was drawn from, up to 1/k
-        w, ess = normalize(draws.log_r[idx].reshape(-1) + log_q[:, 0] - log_mix)
-        mean = w @ pool
-        if draws.grad is not None:
-            mean = _gate(mean, w @ draws.grad[idx].reshape(-1, d), c[0] * prec, lam)
-        return mean, pool[systematic(key, w, num_points)], ess
+
+        def block(b, carry):
+            log_w, top, sums = carry
+            pool = x[idx, b].reshape(k * m, d)
+            log_q = -0.5 * prec * (jnp.sum(pool**2, -1)[:, None] - 2 * pool @ c.T + sq[idx])
+            # Balance heuristic: the pool was drawn from (1/k) Σ_j q(· | y_j).
+            lw = log_r[idx, b].reshape(-1) + log_q[:, 0] - logsumexp(log_q, axis=1)
+            top_b = jnp.max(lw)
+            e = jnp.exp(lw - jnp.where(jnp.isfinite(top_b), top_b, 0.0))
+            s = [e @ pool] + ([] if grad is None else [e @ grad[idx, b].reshape(k * m, d)])
+            sums = [a.at[b].set(v) for a, v in zip(sums, [jnp.sum(e), *s], strict=True)]
+            return log_w.at[b].set(lw), top.at[b].set(top_b), sums
+
+        sums = [jnp.zeros(num_blocks_max)] + [jnp.zeros((num_blocks_max, d))] * (
+            1 if grad is None else 2
+        )
+        log_w0 = jnp.full((num_blocks_max, k * m), -jnp.inf)
+        log_w, top, sums = jax.lax.fori_loop(
+            0, num_blocks, block, (log_w0, jnp.full(num_blocks_max, -jnp.inf), sums)
+        )
+        # Combine the blocks, each summed relative to its own maximum.
+        scale = jnp.exp(top - jnp.max(top))
+        scale = jnp.where(jnp.isfinite(top), scale, 0.0)
+        total, *moments = [scale @ v for v in sums]
+        ok = total > 0
+        w, _ = normalize(log_w.reshape(-1))
+        ess = jnp.where(ok, 1.0 / jnp.sum(w**2), 0.0)
+        mean = jnp.where(ok, moments[0] / jnp.where(ok, total, 1.0), c[0])
+        if grad is not None:
+            grad_mean = jnp.where(ok, moments[1] / jnp.where(ok, total, 1.0), 0.0)
+            mean = _gate(mean, grad_mean, c[0] * prec, lam)
+        flat = systematic(key, w, num_points)
+        b, rest = jnp.divmod(flat, k * m)
+        nb, j = jnp.divmod(rest, m)
+        return mean, x[idx[nb], b, j], ess
 
     keys = jax.random.split(rng_key, n)
     mean, points, pool_ess = jax.lax.map(one, (keys, nearest), batch_size=batch_size)

@@ -268,6 +268,7 @@ def _estimate(rng_key, state, config):
         state.draws,
         state.y,
         state.lam,
+        state.num_blocks,
         config.max_inner,
         config.neighbours,
         config.pool_batch,

@@ -109,7 +109,7 @@ def test_own_estimator_matches_exact_posterior(lam):
     m = 40_000
     noise = inner.new_noise(jax.random.key(4), 1, 1, m, 3)
     draws = inner.draw(target.logdensity_fn, noise, y, lam, 1, with_grad=False)
-    est = inner.estimate(jax.random.key(5), draws, y, lam, m, 1, 1, pseudo_count=0.0)
+    est = inner.estimate(jax.random.key(5), draws, y, lam, 1, m, 1, 1, pseudo_count=0.0)
     mean, cov, log_g = _exact_posterior(target, y[0], lam)
     w = est.weights[0]
     ess = est.ess[0]
@@ -134,19 +134,39 @@ def test_pooled_estimator_and_gradient_gate():
     )
     noise = inner.new_noise(jax.random.key(8), n, 1, m, 2)
     draws = inner.draw(target.logdensity_fn, noise, y, lam, 1, with_grad=False)
-    est = inner.estimate(jax.random.key(9), draws, y, lam, m, 8, 16, pseudo_count=0.0)
+    est = inner.estimate(jax.random.key(9), draws, y, lam, 1, m, 8, 16, pseudo_count=0.0)
     exact = jax.vmap(lambda yy: _exact_posterior(target, yy, lam)[0])(y)
     post_sd = jnp.sqrt(jnp.diagonal(_exact_posterior(target, y[0], lam)[1]))
     own_se = post_sd / jnp.sqrt(est.ess[:, None])
     assert jnp.all(jnp.abs(est.mean - exact) < 5 * own_se)
-    own = inner.estimate(jax.random.key(9), draws, y, lam, m, 1, 16, pseudo_count=0.0)
+    own = inner.estimate(jax.random.key(9), draws, y, lam, 1, m, 1, 16, pseudo_count=0.0)
     assert jnp.mean((est.mean - exact) ** 2) < jnp.mean((own.mean - exact) ** 2)
 
     white = targets.gaussian(jnp.zeros(2), jnp.eye(2))
     draws = inner.draw(white.logdensity_fn, noise, y, lam, 1, with_grad=True)
     for neighbours in (1, 8, n):
-        est = inner.estimate(jax.random.key(10), draws, y, lam, m, neighbours, 16, 0.0)
+        est = inner.estimate(jax.random.key(10), draws, y, lam, 1, m, neighbours, 16, 0.0)
         np.testing.assert_allclose(est.mean, y / (1 + lam), atol=1e-4)
+
+
+@pytest.mark.parametrize("with_grad", [False, True])
+def test_pooled_estimator_ignores_inactive_blocks(with_grad):
+    """With b of 4 inner blocks active, the pooled estimate (mean, ESS, support points) equals
+    the one computed from the b active blocks alone (seed 11), so inactive blocks only cost
+    memory."""
+    target = _gaussian_target(3, seed=2)
+    lam, n, m = 2.0, 32, 8
+    y = jax.random.normal(jax.random.key(11), (n, 3)) * 2.0
+    noise = inner.new_noise(jax.random.key(12), n, 4, m, 3)
+    for active in (1, 2):
+        full = inner.draw(target.logdensity_fn, noise, y, lam, active, with_grad)
+        alone = inner.draw(target.logdensity_fn, noise[:, :active], y, lam, active, with_grad)
+        a, b = (
+            inner.estimate(jax.random.key(13), d, y, lam, active, 16, 8, 8, 4.0)
+            for d in (full, alone)
+        )
+        for name in ("mean", "points", "ess", "cov_scale"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-5, atol=1e-5)
 
 
 def test_gaussian_logpdf():
