@@ -88,12 +88,12 @@ def _prior_trace(model, model_args, model_kwargs):
     return handlers.trace(seeded).get_trace(*model_args, **(model_kwargs or {}))
 
 
-def _hidden_dynamic_support(model, model_args, model_kwargs) -> bool:
+def _hidden_dynamic_support(trace) -> bool:
     """Whether a latent site's bounds depend on other sites behind an ``independent`` wrapper
     (``ImproperUniform`` wraps every support so). NumPyro's ``initialize_model`` only looks for
     array bounds on unwrapped supports, so its ``postprocess_fn`` then constrains such a site
     with the bounds of the trace it was built from, not those of each draw."""
-    for site in _prior_trace(model, model_args, model_kwargs).values():
+    for site in trace.values():
         if site["type"] != "sample" or site["is_observed"]:
             continue
         support = site["fn"].support
@@ -115,7 +115,11 @@ def check_model(model, model_args=(), model_kwargs=None) -> tuple:
     subsampled plates (they make the likelihood, hence the evidence, a noisy estimate) and models
     with no continuous latent site.
     """
-    trace = _prior_trace(model, model_args, model_kwargs)
+    return _check_trace(_prior_trace(model, model_args, model_kwargs))
+
+
+def _check_trace(trace) -> tuple:
+    """:func:`check_model` on a prior trace of the model."""
     continuous, improper = [], []
     for name, site in trace.items():
         if site["type"] == "plate":
@@ -199,7 +203,8 @@ def setup_model(
     """Check ``model``, build its potential and the prior-draw reference (deterministic in
     ``seed``, so every chain starts from the same reference)."""
     model_kwargs = model_kwargs or {}
-    improper = check_model(model, model_args, model_kwargs)
+    trace = _prior_trace(model, model_args, model_kwargs)
+    improper = _check_trace(trace)
     unsampled = set()  # sites whose prior cannot be sampled get the broad reference too
     keys = jax.random.split(jax.random.key(seed), num_prior_draws)
     try:
@@ -230,7 +235,7 @@ def setup_model(
     keep = (~mask[:, None]) & (~mask[None, :])
     cov = jnp.where(keep, cov, jnp.diag(jnp.where(mask, IMPROPER_SCALE**2, 0.0)))
     postprocess_fn_gen = info.postprocess_fn
-    if _hidden_dynamic_support(model, model_args, model_kwargs):
+    if _hidden_dynamic_support(trace):
 
         def postprocess_fn_gen(*args, **kwargs):  # replay the model for every draw
             return partial(constrain_fn, model, args, kwargs, return_deterministic=True)

@@ -16,7 +16,6 @@ conditional is nearly Gaussian, and records the grid in a :class:`Schedule`. A f
 replays a schedule, so its Ẑ is exactly unbiased.
 """
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -40,6 +39,7 @@ __all__ = [
     "build_kernel",
     "sweep",
     "empty_schedule",
+    "empty_steps",
     "SweepRecord",
     "sweep_record",
     "empty_record",
@@ -109,6 +109,19 @@ class StepInfo(NamedTuple):
     num_evaluations: jax.Array
     num_retries: jax.Array
     num_inner: jax.Array
+
+
+def empty_steps(shape=()) -> StepInfo:
+    """Zeroed :class:`StepInfo` arrays of ``shape`` (the dtypes every step produces)."""
+    real = jnp.zeros(shape, jnp.result_type(float))
+    count = jnp.zeros(shape, jnp.int32)
+    return StepInfo(
+        *([real] * 9),
+        resampled=jnp.zeros(shape, bool),
+        num_evaluations=count,
+        num_retries=count,
+        num_inner=count,
+    )
 
 
 class SweepRecord(NamedTuple):
@@ -314,9 +327,7 @@ def _step(kernel, config):
 
         # One compiled attempt serves the first try (retries = −1, δ/2 of a dummy 2δ) and every
         # retry, which keeps the compiled sweep half as large.
-        dummy = jax.tree.map(
-            jnp.zeros_like, jax.eval_shape(lambda: attempt(k_step, delta)[1])
-        )._replace(delta=2 * delta)
+        dummy = empty_steps()._replace(delta=2 * delta)
         start = (k_step, state, dummy, -jnp.ones((), jnp.int32), jnp.zeros((), jnp.int32))
         _, new_state, info, retries, spent = jax.lax.while_loop(retry_cond, retry_body, start)
         info = info._replace(num_retries=retries, num_evaluations=spent)
@@ -361,10 +372,7 @@ def sweep(
     state = init(k_init, target, dim, config)
     kernel = build_kernel(target, config)
     n_max = config.max_steps
-    empty_info = jax.tree.map(
-        lambda v: jnp.zeros((n_max,), v.dtype),
-        jax.eval_shape(lambda: kernel(k_loop, state, _estimate(k_loop, state, config), 1.0, 1)[1]),
-    )
+    empty_info = empty_steps((n_max,))
     recorded = empty_schedule(config)
     if adaptive is None:
         adaptive = schedule is None
@@ -454,24 +462,10 @@ def sweep_record(result: SweepResult, temperature, refit_accepted, iteration) ->
     )
 
 
-@functools.cache
-def _step_shapes(config: TransportConfig):
-    return jax.eval_shape(
-        lambda: (
-            sweep(
-                jax.random.key(0),
-                lambda u: -0.5 * u @ u,
-                Reference(jnp.zeros(1), jnp.eye(1)),
-                config,
-            ).steps
-        )
-    )
-
-
 def empty_record(size: int, config: TransportConfig) -> SweepRecord:
     """A record of ``size`` empty slots (iteration −1)."""
     return SweepRecord(
-        jax.tree.map(lambda s: jnp.zeros((size,) + s.shape, s.dtype), _step_shapes(config)),
+        empty_steps((size, config.max_steps)),
         jnp.zeros(size, jnp.int32),
         jnp.zeros(size),
         jnp.ones(size),
