@@ -5,8 +5,8 @@
 For each target and inner-block setting, the parts of one step λ → λ + δ are jitted and timed
 separately (best of 5 calls after compilation): the inner draws (the target's N·b·M
 evaluations), the pooled drift estimate, the SMC kernel (move, draws, weights, resampling) and
-the whole step (estimate, kernel and the CESS guard). ``max blocks`` preallocates the inner
-draws; ``active`` blocks are evaluated.
+the whole step (estimate and kernel, frozen: no CESS retries). ``max blocks`` preallocates the
+inner draws; ``active`` blocks are evaluated; ``share`` is the target's part of the step.
 """
 
 import argparse
@@ -45,7 +45,10 @@ def profile(target, num_particles, max_blocks, active):
     state = state._replace(y=y, draws=draws, lam=jnp.asarray(lam), num_blocks=jnp.int32(active))
     kernel = sweep.build_kernel(logdensity, config)
     step = sweep._step(kernel, config)
-    schedule = sweep.empty_schedule(config)
+    n_max = config.max_steps
+    schedule = sweep.Schedule(  # a frozen step to λ + 0.1: no CESS retries in the timing
+        jnp.full(n_max, lam + 0.1), jnp.full(n_max, active, jnp.int32), jnp.int32(1)
+    )
     parts = {
         "target (draws)": (
             jax.jit(lambda y, b: inner.draw(logdensity, noise, y, lam, b, False)),
@@ -57,7 +60,7 @@ def profile(target, num_particles, max_blocks, active):
             (key, state, sweep._estimate(key, state, config)),
         ),
         "step": (
-            jax.jit(lambda k, s: step(k, s, 0, s.num_blocks, schedule, True)),
+            jax.jit(lambda k, s: step(k, s, 0, s.num_blocks, schedule, False)),
             (key, state),
         ),
     }

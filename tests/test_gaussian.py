@@ -41,7 +41,7 @@ def _run(d):
         epsilon=1.0 if d < 50 else 2.0,
         num_sweeps=NUM_SWEEPS[d],
         # d = 50: the inner size never grows here (median inner ESS ≥ 9 of 16 at every step), and
-        # one block makes the pooled estimator 4× cheaper (docs/benchmarks.md).
+        # one preallocated block keeps a step 2.7× cheaper (benchmarks/step_profile.py).
         max_inner_blocks=4 if d < 50 else 1,
         progress=False,
     )
