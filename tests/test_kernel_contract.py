@@ -96,9 +96,13 @@ def test_same_key_same_draws_with_and_without_progress_bar(monkeypatch):
     # NumPyro turns the bar off under CI or pytest-xdist; this test needs it on.
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
-    shown = make_mcmc(progress_bar=True)
+    shown = make_mcmc(kernel=CountingAST, progress_bar=True)
     assert shown.progress_bar
+    traces = CountingAST.traces
     shown.run(jax.random.key(4), Y)
+    # The bar runs NumPyro's jitted step in a Python loop: the state that init() returns must
+    # have the avals that sample() returns (a weakly typed field retraced, and recompiled, once).
+    assert CountingAST.traces == traces + 1
     again = make_mcmc()
     again.run(jax.random.key(4), Y)
     for other in (shown, again):
