@@ -6,9 +6,11 @@ Y_{λ+δ} | Y_λ = y is y + δX' + √δ Z with X' ~ p_λ(· | y): mean y + δm,
 - V1 ``euler``: y' = y + δm̂ + √δ ε (Euler–Maruyama, exact for a frozen drift).
 - V2 ``covariance`` (Reeves–Pfister): covariance δI + δ²C with the shrunk
   C = s·AᵀA + v·I (A_j = √w_j (p_j − p̄)), i.e. y' = y + δm̂ + σε + δ√s Aᵀζ with
-  σ² = δ(1 + δv) and ζ ~ N(0, I_K). With B = δ√s A/σ its density uses Woodbury, never a d×d
-  factorization:
-  log N = −½[d log(2πσ²) + log det(I_K + BBᵀ) + (‖r‖² − rᵀBᵀ(I_K + BBᵀ)⁻¹Br)/σ²].
+  σ² = δ(1 + δv) and ζ ~ N(0, I_K). With B = δ√s A/σ the covariance is σ²(I_d + BᵀB), and its
+  density factorizes the smaller of two equal forms (Sylvester, Woodbury): never a d×d
+  factorization when K < d, never a K×K one when d < K,
+  log N = −½[d log(2πσ²) + log det(I_K + BBᵀ) + (‖r‖² − rᵀBᵀ(I_K + BBᵀ)⁻¹Br)/σ²]
+        = −½[d log(2πσ²) + log det(I_d + BᵀB) + rᵀ(I_d + BᵀB)⁻¹r/σ²].
 - V3 ``posterior``: J ~ Cat(w), y' = y + δp_J + √δ ε; a Gaussian mixture.
 
 All functions act on one particle, its :class:`MoveNoise` row and its
@@ -88,12 +90,13 @@ def _covariance_sample(noise, y, est, delta):
 def _covariance_logpdf(y_new, y, est, delta):
     var, b = _factor(est, delta)
     r = y_new - y - delta * est.mean
-    s = jnp.eye(b.shape[0], dtype=b.dtype) + b @ b.T
-    chol = jnp.linalg.cholesky(s)
-    u = jax.scipy.linalg.solve_triangular(chol, b @ r, lower=True)
+    k, d = b.shape
+    woodbury = k < d  # static: factorize the smaller matrix
+    inner_product = b @ b.T if woodbury else b.T @ b
+    chol = jnp.linalg.cholesky(jnp.eye(min(k, d), dtype=b.dtype) + inner_product)
+    u = jax.scipy.linalg.solve_triangular(chol, b @ r if woodbury else r, lower=True)
     log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-    quad = (jnp.sum(r**2) - jnp.sum(u**2)) / var
-    d = y.shape[-1]
+    quad = (jnp.sum(r**2) - jnp.sum(u**2) if woodbury else jnp.sum(u**2)) / var
     return -0.5 * (d * jnp.log(2 * jnp.pi * var) + log_det + quad)
 
 

@@ -72,8 +72,9 @@ def test_warmup_then_run_resume_pickle_and_no_recompilation(monkeypatch):
 
     restored = pickle.loads(pickle.dumps(mcmc))
     np.testing.assert_array_equal(restored.get_samples()["mu"], mcmc.get_samples()["mu"])
-    restored.run(jax.random.key(3), Y)
-    assert restored.get_samples()["mu"].shape == (6,)
+    restored.post_warmup_state = restored.last_state
+    restored.run(jax.random.key(3), Y, extra_fields=("i",))  # the program above, rebuilt
+    assert restored.get_extra_fields()["i"].tolist() == list(range(15, 21))
 
 
 def test_jit_model_args_new_data_without_retracing_and_print_summary(capsys):

@@ -46,18 +46,19 @@ def _summary(key, k=6, d=4, cov_scale=0.7, iso_var=0.2):
     )
 
 
-def test_covariance_move_woodbury_matches_dense():
-    """V2's Woodbury log-density equals the dense N(y + δm̂, δI + δ²(s·AᵀA + v·I))."""
-    est = _summary(jax.random.key(0))
+@pytest.mark.parametrize("k", [3, 6])  # K < d: the K×K Woodbury form; K > d: the d×d form
+def test_covariance_move_woodbury_matches_dense(k):
+    """V2's log-density equals the dense N(y + δm̂, δI + δ²(s·AᵀA + v·I)) in d = 4."""
+    est = _summary(jax.random.key(0), k=k)
     y, delta = jnp.arange(4.0), 0.37
-    noise = jax.tree.map(lambda a: a[0], moves.draw_noise(jax.random.key(1), 1, 4, 6))
+    noise = jax.tree.map(lambda a: a[0], moves.draw_noise(jax.random.key(1), 1, 4, k))
     y_new = moves.covariance.sample(noise, y, est, delta)
     centre = est.weights @ est.points
     a = jnp.sqrt(est.weights)[:, None] * (est.points - centre)
     cov = delta * jnp.eye(4) + delta**2 * (est.cov_scale * a.T @ a + est.iso_var * jnp.eye(4))
     dense = multivariate_normal.logpdf(y_new, y + delta * est.mean, cov)
-    woodbury = moves.covariance.logpdf(y_new, y, est, delta)
-    np.testing.assert_allclose(woodbury, dense, rtol=1e-5)
+    factored = moves.covariance.logpdf(y_new, y, est, delta)
+    np.testing.assert_allclose(factored, dense, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["euler", "covariance", "posterior"])
