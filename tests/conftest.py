@@ -14,6 +14,6 @@ def _compilation_cache(tmp_path_factory, worker_id):
     root = tmp_path_factory.getbasetemp()
     root = root if worker_id == "master" else root.parent
     jax.config.update("jax_compilation_cache_dir", str(root / "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     yield
     jax.config.update("jax_compilation_cache_dir", None)
