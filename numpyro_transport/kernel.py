@@ -252,18 +252,18 @@ class AST(MCMCKernel):
                 ref = reference
             start, _ = _warmup.init(pool_key, logdensity, ref, config, self._tempering_ess, log_r)
             zero = jnp.zeros(())
-            none = jnp.full((), -jnp.inf, zero.dtype)  # not weakly typed, as sample() returns it
+            no_evidence = jnp.full((), -jnp.inf, zero.dtype)  # typed as sample() returns it
             return ASTState(
                 i=jnp.zeros((), jnp.int32),
                 z=unravel(flat),
                 potential_energy=-logdensity(flat),
                 accept_prob=zero,
-                log_evidence=none,
+                log_evidence=no_evidence,
                 sweep_ess=zero,
                 num_sweep_steps=jnp.zeros((), jnp.int32),
                 num_evaluations=jnp.asarray(num_pool, jnp.int32),
                 warmup_evaluations=jnp.asarray(num_pool, jnp.int32),
-                chain_log_evidence=none,
+                chain_log_evidence=no_evidence,
                 warmup=start,
                 warmup_record=empty_record(num_records[0], config),
                 sample_record=empty_record(num_records[1], config),
