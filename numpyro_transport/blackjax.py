@@ -158,7 +158,7 @@ def build_kernel(config: TransportConfig) -> Callable:
         k_sweep, k_accept = jax.random.split(rng_key)
         result = sweep(k_sweep, flat_logdensity, state.reference, config, state.schedule)
         chain = pimh.PIMHState(flat, state.logdensity, state.log_evidence)
-        chain, info = pimh.accept(k_accept, chain, result, flat_logdensity)
+        chain, info = pimh.accept(k_accept, chain, result)
         new_state = state._replace(
             position=unravel(chain.position),
             logdensity=chain.logdensity,

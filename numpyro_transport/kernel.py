@@ -334,7 +334,7 @@ class AST(MCMCKernel):
             # PIMH (chain_log_evidence is −∞ in warm-up, so every finite draw is accepted).
             flat = ravel_pytree(state.z)[0]
             chain = pimh.PIMHState(flat, -state.potential_energy, state.chain_log_evidence)
-            chain, info = pimh.accept(k_pimh, chain, result, logdensity)
+            chain, info = pimh.accept(k_pimh, chain, result)
 
             entry = sweep_record(result, temperature, accepted, state.i)
             n_warm = state.warmup_record.iteration.shape[0]

@@ -22,7 +22,7 @@ class PIMHState(NamedTuple):
     position
         ``(d,)`` current draw θ.
     logdensity
-        log-density at ``position``.
+        log-density at ``position`` (from the sweep that proposed it).
     log_evidence
         log Ẑ of the sweep that proposed ``position`` (−∞ before the first one, so that the
         first proposal is always accepted).
@@ -43,7 +43,7 @@ class PIMHInfo(NamedTuple):
     log_evidence
         log Ẑ* of the proposing sweep (accepted or not).
     num_evaluations
-        Log-density evaluations of the transition (the sweep's, plus one at the proposal).
+        Log-density evaluations of the transition (the sweep's).
     ess
         Final ESS fraction 1/(N ΣW²) of the proposing sweep.
     """
@@ -55,16 +55,15 @@ class PIMHInfo(NamedTuple):
     ess: jax.Array
 
 
-def accept(
-    rng_key, state: PIMHState, result: SweepResult, logdensity_fn
-) -> tuple[PIMHState, PIMHInfo]:
+def accept(rng_key, state: PIMHState, result: SweepResult) -> tuple[PIMHState, PIMHInfo]:
     """One PIMH transition: draw θ* from ``result`` by weight, accept w.p. min(1, Ẑ*/Ẑ).
 
     A state with log Ẑ = −∞ accepts any finite proposal (how a chain leaves its warm-up).
     """
     k_select, k_accept = jax.random.split(rng_key)
-    proposal = result.particles[jax.random.categorical(k_select, result.log_weights)]
-    logdensity = logdensity_fn(proposal)
+    index = jax.random.categorical(k_select, result.log_weights)
+    proposal = result.particles[index]
+    logdensity = result.particle_log_density[index]
     finite = (
         jnp.isfinite(result.log_evidence)
         & jnp.isfinite(logdensity)
@@ -82,7 +81,7 @@ def accept(
         acceptance_rate=prob,
         is_accepted=is_accepted,
         log_evidence=result.log_evidence,
-        num_evaluations=result.num_evaluations + 1,
+        num_evaluations=result.num_evaluations,
         ess=1.0 / jnp.sum(jnp.exp(2 * result.log_weights)) / result.log_weights.shape[0],
     )
     return new_state, info

@@ -150,6 +150,8 @@ class SweepResult(NamedTuple):
     """Output of one sweep, in the original coordinates u = μ̂ + L x.
 
     - **particles** - ``(N, d)`` exact final selections θ_i.
+    - **particle_log_density** - ``(N,)`` log p(θ_i), recovered from the selected draws' inner
+      log-ratios (no further evaluation of p).
     - **log_weights** - ``(N,)`` their normalized log-weights.
     - **samples** - ``(N, d)`` equal-weight resample of the particles, randomly permuted.
     - **log_evidence** - log Ẑ.
@@ -164,6 +166,7 @@ class SweepResult(NamedTuple):
     """
 
     particles: jax.Array
+    particle_log_density: jax.Array
     log_weights: jax.Array
     samples: jax.Array
     log_evidence: jax.Array
@@ -403,7 +406,7 @@ def sweep(
     key, state, k, done, _, infos, recorded = jax.lax.while_loop(
         cond, body, start + (empty_info, recorded)
     )
-    return _finalize(k_final, state, reference, config, infos, recorded, done, initial)
+    return _finalize(k_final, state, reference, config, infos, recorded, done, initial, temperature)
 
 
 def empty_schedule(config: TransportConfig) -> Schedule:
@@ -412,7 +415,7 @@ def empty_schedule(config: TransportConfig) -> Schedule:
     return Schedule(jnp.zeros(n_max), jnp.ones(n_max, jnp.int32), jnp.zeros((), jnp.int32))
 
 
-def _finalize(rng_key, state, reference, config, infos, recorded, done, initial):
+def _finalize(rng_key, state, reference, config, infos, recorded, done, initial, temperature):
     n = config.num_particles
     k_select, k_resample, k_perm = jax.random.split(rng_key, 3)
     draw_w, _ = inner.normalize(state.draws.log_r)
@@ -421,6 +424,10 @@ def _finalize(rng_key, state, reference, config, infos, recorded, done, initial)
     )
     chosen = state.draws.x[jnp.arange(n), pick]
     particles = to_original(reference, chosen)
+    # r = β(log p(u) + log|det L|) − β log N(x; 0, I) (see reference.whiten), solved for log p.
+    log_r = state.draws.log_r[jnp.arange(n), pick]
+    log_normal = -0.5 * jnp.sum(chosen**2, -1) - 0.5 * chosen.shape[-1] * jnp.log(2 * jnp.pi)
+    particle_log_density = log_r / temperature + log_normal - reference.log_det
     weights = jnp.exp(state.log_weights)
     idx = systematic(k_resample, weights, n)
     samples = particles[jax.random.permutation(k_perm, idx)]
@@ -435,6 +442,7 @@ def _finalize(rng_key, state, reference, config, infos, recorded, done, initial)
     _, initial_ess = inner.normalize(initial)
     return SweepResult(
         particles=particles,
+        particle_log_density=particle_log_density,
         log_weights=state.log_weights,
         samples=samples,
         log_evidence=state.log_evidence,

@@ -4,16 +4,28 @@ Runs with the same model source, options and shapes compile to the same XLA prog
 persistent compilation cache of ``conftest.py`` compiles each one once across test modules.
 """
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.infer import MCMC
+from numpyro.infer.util import potential_energy
 
 from numpyro_transport import AST
 
 Y = jnp.array([0.5, 1.2, 0.3, 1.9, 1.1])
 OPTIONS = dict(num_particles=32, max_inner_blocks=1, max_steps=32)
 NUM_SAMPLES = 6
+
+
+#: ``transport()`` options of the half-normal target (test_api.py, test_arviz.py).
+HALF_NORMAL_OPTIONS = dict(dim=1, num_particles=256, progress=False)
+
+
+def half_normal(u):
+    """N(0, 1) on u > 0 and NaN elsewhere: Z = √(2π)/2."""
+    return jnp.where(u[0] > 0, -0.5 * u[0] ** 2, jnp.nan)
 
 
 def model(y):
@@ -35,3 +47,11 @@ def make_mcmc(num_chains=1, chain_method="sequential", kernel=AST, **kwargs):
         progress_bar=kwargs.pop("progress_bar", False),
         **kwargs,
     )
+
+
+def assert_potential_energy(state, batched=False):
+    """The state's potential energy (which AST recovers from the sweep's inner log-ratios
+    instead of evaluating it) equals NumPyro's at the state's draw."""
+    energy = lambda z: potential_energy(model, (Y,), {}, z)  # noqa: E731
+    expected = jax.vmap(energy)(state.z) if batched else energy(state.z)
+    np.testing.assert_allclose(state.potential_energy, expected, rtol=1e-4, atol=1e-4)

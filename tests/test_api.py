@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from shared import HALF_NORMAL_OPTIONS, half_normal
 
 from numpyro_transport import TransportConfig, transport
 from numpyro_transport.engine import _sweep
@@ -13,8 +14,9 @@ def _normal(u):
     return -0.5 * jnp.sum(u**2)
 
 
-def _run(key, logdensity=_normal, **kwargs):
-    return transport(logdensity, key, dim=2, num_particles=64, progress=False, **kwargs)
+def _run(key, logdensity=half_normal, **kwargs):
+    """The half-normal sweep of test_arviz.py too (one compilation for both modules)."""
+    return transport(logdensity, key, **{**HALF_NORMAL_OPTIONS, **kwargs})
 
 
 def test_same_key_same_result_and_no_recompilation():
@@ -30,19 +32,14 @@ def test_same_key_same_result_and_no_recompilation():
 
 def test_progress_bar_does_not_change_draws():
     quiet = _run(jax.random.key(5))
-    shown = transport(_normal, jax.random.key(5), dim=2, num_particles=64, progress=True)
+    shown = _run(jax.random.key(5), progress=True)
     np.testing.assert_array_equal(quiet.samples, shown.samples)
-
-
-def _half_normal(u):
-    """N(0, 1) on u > 0 and NaN elsewhere: Z = √(2π)/2."""
-    return jnp.where(u[0] > 0, -0.5 * u[0] ** 2, jnp.nan)
 
 
 def test_non_finite_density_gets_zero_weight():
     """NaN outside the support: no NaN in the output, every draw inside the support, and log Ẑ
     within 3 se of log(√(2π)/2) (seed 6)."""
-    result = transport(_half_normal, jax.random.key(6), dim=1, num_particles=256, progress=False)
+    result = _run(jax.random.key(6))
     assert np.all(np.isfinite(result.samples)) and np.all(result.samples > 0)
     assert np.isfinite(result.log_evidence)
     truth = 0.5 * np.log(2 * np.pi) - np.log(2)

@@ -6,12 +6,11 @@ import sys
 
 import arviz as az
 import jax
-import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import pytest
 import xarray as xr
-from shared import NUM_SAMPLES, OPTIONS, Y, make_mcmc, model
+from shared import HALF_NORMAL_OPTIONS, NUM_SAMPLES, OPTIONS, Y, half_normal, make_mcmc, model
 
 from numpyro_transport import log_evidence, plots, to_arviz, transport
 
@@ -94,11 +93,9 @@ def test_transport_result_of_a_model_to_arviz():
 
 
 def test_transport_result_of_a_log_density_to_arviz():
-    result = transport(
-        lambda u: -0.5 * jnp.sum(u**2), jax.random.key(2), dim=3, num_particles=32, progress=False
-    )
+    result = transport(half_normal, jax.random.key(2), **HALF_NORMAL_OPTIONS)
     tree = result.to_arviz()
-    assert dict(tree["posterior"].dataset["x"].sizes) == {"chain": 4, "draw": 32, "x_dim_0": 3}
+    assert dict(tree["posterior"].dataset["x"].sizes) == {"chain": 4, "draw": 256, "x_dim_0": 1}
     assert {"chain", "sweep", "step"} <= set(tree["transport"].dataset.dims)
 
 

@@ -12,7 +12,7 @@ import numpyro.distributions as dist
 import pytest
 from numpyro.infer import MCMC
 from numpyro.infer.util import constrain_fn
-from shared import OPTIONS, Y, make_mcmc, model
+from shared import OPTIONS, Y, assert_potential_energy, make_mcmc, model
 
 from numpyro_transport import AST, transport
 from numpyro_transport.model import setup_model
@@ -46,6 +46,7 @@ def test_chain_methods(chain_method):
     assert np.all(np.isfinite(np.asarray(extra["log_evidence"])))
     # Independent chains: different keys, different draws.
     assert not np.allclose(grouped["mu"][0], grouped["mu"][1])
+    assert_potential_energy(mcmc.last_state, batched=True)
 
 
 def test_warmup_then_run_resume_pickle_and_no_recompilation(monkeypatch):
@@ -60,6 +61,7 @@ def test_warmup_then_run_resume_pickle_and_no_recompilation(monkeypatch):
     mcmc.warmup(jax.random.key(1), Y, collect_warmup=True, extra_fields=("i",))
     assert mcmc.get_extra_fields()["i"].tolist() == [1, 2]
     assert int(mcmc.post_warmup_state.i) == 2  # i counts finished iterations
+    assert_potential_energy(mcmc.post_warmup_state)  # from a tempered (β < 1) sweep too
     mcmc.run(jax.random.key(2), Y, extra_fields=("i",))
     assert len(setups) == 1  # run() after warmup() does not redo the set-up
     assert mcmc.get_extra_fields()["i"].tolist() == list(range(3, 9))

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 from jax.scipy.stats import multivariate_normal
 
-from numpyro_transport import inner, moves, targets
+from numpyro_transport import TransportConfig, inner, moves, targets
 from numpyro_transport.path import backward_logpdf, gaussian_logpdf, linear_interpolant
+from numpyro_transport.reference import from_moments
+from numpyro_transport.sweep import sweep
+
+# Compiled whole: op by op, each estimator call compiles dozens of small programs.
+draw = jax.jit(inner.draw, static_argnums=(0, 5))
+estimate = jax.jit(inner.estimate, static_argnums=(5, 6, 7, 8))
 
 
 def test_backward_kernels_compose():
@@ -109,8 +115,8 @@ def test_own_estimator_matches_exact_posterior(lam):
     y = jnp.array([[0.5, -1.0, 2.0]]) * lam
     m = 40_000
     noise = inner.new_noise(jax.random.key(4), 1, 1, m, 3)
-    draws = inner.draw(target.logdensity_fn, noise, y, lam, 1, with_grad=False)
-    est = inner.estimate(jax.random.key(5), draws, y, lam, 1, m, 1, 1, pseudo_count=0.0)
+    draws = draw(target.logdensity_fn, noise, y, lam, 1, False)
+    est = estimate(jax.random.key(5), draws, y, lam, 1, m, 1, 1, 0.0)
     mean, cov, log_g = _exact_posterior(target, y[0], lam)
     w = est.weights[0]
     ess = est.ess[0]
@@ -134,19 +140,19 @@ def test_pooled_estimator_and_gradient_gate():
         jax.random.key(7), (n, 2)
     )
     noise = inner.new_noise(jax.random.key(8), n, 1, m, 2)
-    draws = inner.draw(target.logdensity_fn, noise, y, lam, 1, with_grad=False)
-    est = inner.estimate(jax.random.key(9), draws, y, lam, 1, m, 8, 16, pseudo_count=0.0)
+    draws = draw(target.logdensity_fn, noise, y, lam, 1, False)
+    est = estimate(jax.random.key(9), draws, y, lam, 1, m, 8, 16, 0.0)
     exact = jax.vmap(lambda yy: _exact_posterior(target, yy, lam)[0])(y)
     post_sd = jnp.sqrt(jnp.diagonal(_exact_posterior(target, y[0], lam)[1]))
     own_se = post_sd / jnp.sqrt(est.ess[:, None])
     assert jnp.all(jnp.abs(est.mean - exact) < 5 * own_se)
-    own = inner.estimate(jax.random.key(9), draws, y, lam, 1, m, 1, 16, pseudo_count=0.0)
+    own = estimate(jax.random.key(9), draws, y, lam, 1, m, 1, 16, 0.0)
     assert jnp.mean((est.mean - exact) ** 2) < jnp.mean((own.mean - exact) ** 2)
 
     white = targets.gaussian(jnp.zeros(2), jnp.eye(2))
-    draws = inner.draw(white.logdensity_fn, noise, y, lam, 1, with_grad=True)
+    draws = draw(white.logdensity_fn, noise, y, lam, 1, True)
     for neighbours in (1, 8, n):
-        est = inner.estimate(jax.random.key(10), draws, y, lam, 1, m, neighbours, 16, 0.0)
+        est = estimate(jax.random.key(10), draws, y, lam, 1, m, neighbours, 16, 0.0)
         np.testing.assert_allclose(est.mean, y / (1 + lam), atol=1e-4)
 
 
@@ -161,11 +167,10 @@ def test_pooled_estimator_ignores_inactive_blocks(with_grad):
     y = jax.random.normal(jax.random.key(11), (n, 3)) * 2.0
     noise = inner.new_noise(jax.random.key(12), n, 4, m, 3)
     for active in (1, 2):
-        full = inner.draw(target.logdensity_fn, noise, y, lam, active, with_grad)
-        alone = inner.draw(target.logdensity_fn, noise[:, :active], y, lam, active, with_grad)
+        full = draw(target.logdensity_fn, noise, y, lam, active, with_grad)
+        alone = draw(target.logdensity_fn, noise[:, :active], y, lam, active, with_grad)
         a, b = (
-            inner.estimate(jax.random.key(13), d, y, lam, active, 16, 8, 8, 4.0)
-            for d in (full, alone)
+            estimate(jax.random.key(13), d, y, lam, active, 16, 8, 8, 4.0) for d in (full, alone)
         )
         for name in ("mean", "points", "ess", "cov_scale"):
             np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-5, atol=1e-5)
@@ -176,3 +181,21 @@ def test_gaussian_logpdf():
     np.testing.assert_allclose(
         gaussian_logpdf(x, 1.0, 2.5), multivariate_normal.logpdf(x, jnp.ones(2), 2.5 * jnp.eye(2))
     )
+
+
+def test_sweep_recovers_the_particles_log_density():
+    """The sweep returns log p at its selected particles from their inner log-ratios, undoing the
+    whitening (log|det L|) and the warm-up's tempering β: it equals p evaluated there, for β = 1
+    and β = 0.3 (seed 14)."""
+    target = _gaussian_target(2, seed=3)
+    reference = from_moments(jnp.array([0.5, -1.0]), jnp.diag(jnp.array([4.0, 0.25])))
+    config = TransportConfig(num_particles=32, max_inner_blocks=1, max_steps=32)
+    run = jax.jit(
+        lambda beta: sweep(
+            jax.random.key(14), target.logdensity_fn, reference, config, temperature=beta
+        )
+    )
+    for beta in (1.0, 0.3):
+        result = run(beta)
+        expected = jax.vmap(target.logdensity_fn)(result.particles)
+        np.testing.assert_allclose(result.particle_log_density, expected, rtol=1e-4, atol=1e-4)
