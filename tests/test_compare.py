@@ -50,7 +50,7 @@ def test_eight_schools_table_and_figure(tmp_path):
         y=Y,
         samplers=("ast", "nuts", "smc"),
         num_warmup=100,
-        num_samples=100,
+        num_samples=50,
         ast_warmup=2,
         ast_options=dict(num_particles=32, max_inner_blocks=1),
         smc_options=dict(num_mcmc_steps=5),
