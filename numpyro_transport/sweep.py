@@ -27,7 +27,7 @@ from numpyro_transport import inner
 from numpyro_transport import progress_bar as _progress
 from numpyro_transport.config import TransportConfig
 from numpyro_transport.moves import draw_noise, get_move
-from numpyro_transport.path import backward_logpdf
+from numpyro_transport.path import backward_logpdf, gaussian_logpdf
 from numpyro_transport.reference import Reference, to_original, whiten
 
 __all__ = [
@@ -426,7 +426,7 @@ def _finalize(rng_key, state, reference, config, infos, recorded, done, initial,
     particles = to_original(reference, chosen)
     # r = β(log p(u) + log|det L|) − β log N(x; 0, I) (see reference.whiten), solved for log p.
     log_r = state.draws.log_r[jnp.arange(n), pick]
-    log_normal = -0.5 * jnp.sum(chosen**2, -1) - 0.5 * chosen.shape[-1] * jnp.log(2 * jnp.pi)
+    log_normal = gaussian_logpdf(chosen, 0.0, 1.0)
     particle_log_density = log_r / temperature + log_normal - reference.log_det
     weights = jnp.exp(state.log_weights)
     idx = systematic(k_resample, weights, n)
