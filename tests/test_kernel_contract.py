@@ -61,7 +61,8 @@ def test_warmup_then_run_resume_pickle_and_no_recompilation(monkeypatch):
     mcmc.warmup(jax.random.key(1), Y, collect_warmup=True, extra_fields=("i",))
     assert mcmc.get_extra_fields()["i"].tolist() == [1, 2]
     assert int(mcmc.post_warmup_state.i) == 2  # i counts finished iterations
-    assert_potential_energy(mcmc.post_warmup_state)  # from a tempered (β < 1) sweep too
+    # The last warm-up sweep runs at β = 1 (β < 1: test_kernels.py's sweep test).
+    assert_potential_energy(mcmc.post_warmup_state)
     mcmc.run(jax.random.key(2), Y, extra_fields=("i",))
     assert len(setups) == 1  # run() after warmup() does not redo the set-up
     assert mcmc.get_extra_fields()["i"].tolist() == list(range(3, 9))
