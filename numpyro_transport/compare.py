@@ -185,6 +185,8 @@ def _run_ast(key, model, model_args, model_kwargs, ast_warmup, options, **settin
     mcmc = _mcmc(AST(model, **(options or {})), ast_warmup, **settings)
     mcmc.run(key, *model_args, extra_fields=("num_evaluations",), **model_kwargs)
     warmup = int(np.sum(np.asarray(mcmc.last_state.warmup_evaluations, dtype=np.int64)))
+    if mcmc.sampler.sizing is not None:  # the pilot run of num_particles="auto"
+        warmup += mcmc.sampler.sizing.num_evaluations
     evaluations = warmup + _extra_total(mcmc, "num_evaluations")
     log_z, se = log_evidence(mcmc)
     gradients = evaluations if mcmc.sampler.config.gradient_control_variate else 0

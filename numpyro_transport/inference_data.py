@@ -193,5 +193,11 @@ def to_arviz(run, **from_numpyro_kwargs) -> xr.DataTree:
         "num_particles": kernel.config.num_particles,
         "config": json.dumps(asdict(kernel.config)),
     }
+    if kernel.sizing is not None:  # num_particles="auto": the pilot that chose N
+        attrs.update(
+            pilot_particles=kernel.sizing.pilot_particles,
+            pilot_log_evidence_sd=kernel.sizing.pilot_log_evidence_sd,
+            pilot_evaluations=kernel.sizing.num_evaluations,
+        )
     tree["transport"] = xr.DataTree(transport_dataset(records, ("warmup", "sample"), attrs))
     return tree

@@ -13,6 +13,8 @@ are independent and R̂ and ESS keep their meaning under every ``chain_method``.
   exactly, for any number of particles.
 """
 
+import numbers
+from dataclasses import replace
 from typing import NamedTuple
 
 import jax
@@ -22,7 +24,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import identity, is_prng_key
 
-from numpyro_transport import pimh
+from numpyro_transport import pimh, sizing
 from numpyro_transport import warmup as _warmup
 from numpyro_transport.config import TransportConfig
 from numpyro_transport.model import flat_logdensity, laplace_reference, setup_model
@@ -33,6 +35,8 @@ __all__ = ["AST", "ASTState"]
 
 #: Seed of the λ = 0 pool that judges refits (common random numbers, shared by all chains).
 POOL_SEED = 2**31 - 1
+#: Seed of the pilot run of ``num_particles="auto"`` (shared by all chains and runs).
+PILOT_SEED = 2**31 - 2
 _pool_log_ratios = jax.jit(_warmup.pool_log_ratios, static_argnames=("logdensity_fn", "num"))
 
 
@@ -107,7 +111,9 @@ class AST(MCMCKernel):
     :param model: Python callable containing NumPyro primitives.
     :param potential_fn: potential energy (−log density) of an unconstrained pytree; then
         ``init_params`` is required and the reference is N(init_params, I) unless ``reference``.
-    :param int num_particles: N, particles per sweep.
+    :param num_particles: N, particles per sweep; ``"auto"`` (default) chooses N at the first
+        ``init`` from a pilot run so that one sweep's log Ẑ spreads by about 0.6
+        (:mod:`~numpyro_transport.sizing`); the choice is kept in ``kernel.sizing``.
     :param reference: the first reference: ``None`` (default) for moments of prior draws;
         ``"laplace"`` for NumPyro's Laplace approximation (:func:`~numpyro_transport.model.
         laplace_reference`), for a unimodal posterior much narrower than its prior; or
@@ -144,7 +150,7 @@ class AST(MCMCKernel):
         model=None,
         potential_fn=None,
         *,
-        num_particles: int = 256,
+        num_particles: int | str = "auto",
         reference=None,
         num_prior_draws: int = 512,
         tempering_ess: float = 0.05,
@@ -162,6 +168,9 @@ class AST(MCMCKernel):
                 f"reference={reference!r}: the only named reference is 'laplace', and it needs "
                 "a model; otherwise give None or (mean, cov)."
             )
+        auto = isinstance(num_particles, str) and num_particles == "auto"
+        if not auto and not isinstance(num_particles, numbers.Integral):
+            raise ValueError(f"num_particles={num_particles!r} must be an integer or 'auto'.")
         if num_prior_draws < 2:
             raise ValueError(f"num_prior_draws={num_prior_draws!r} must be at least 2.")
         self._model = model
@@ -170,7 +179,12 @@ class AST(MCMCKernel):
         self._num_prior_draws = num_prior_draws
         self._tempering_ess = tempering_ess
         self._num_recorded_sweeps = num_recorded_sweeps
-        self.config = TransportConfig(num_particles=num_particles, **options)
+        self.config = TransportConfig(
+            num_particles=sizing.PILOT_PARTICLES if auto else int(num_particles), **options
+        )
+        self._auto = auto
+        #: :class:`~numpyro_transport.sizing.Sizing` of ``num_particles="auto"``, once chosen.
+        self.sizing = None
         self._setup = None
         self._sample_fn = None
         self._sample_fns = {}
@@ -237,6 +251,11 @@ class AST(MCMCKernel):
                 reference = from_moments(*self._reference)
             logdensity = self._logdensity(model_args, model_kwargs, unravel)
             first = reference if reference is not None else _around(flat)
+            if self._auto and self.sizing is None:
+                self.sizing = sizing.choose_num_particles(
+                    jax.random.key(PILOT_SEED), logdensity, first, config, self._tempering_ess
+                )
+                self.config = config = replace(config, num_particles=self.sizing.num_particles)
             num_pool = config.num_particles * config.num_inner
             pool_key = jax.random.key(POOL_SEED)
             log_r = _pool_log_ratios(pool_key, logdensity, first, num_pool)

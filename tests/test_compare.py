@@ -9,8 +9,9 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from numpyro.diagnostics import effective_sample_size
+from scipy import stats
 
-from numpyro_transport import compare
+from numpyro_transport import compare, sizing
 
 matplotlib.use("Agg")
 
@@ -42,7 +43,9 @@ def eight_schools(sigma, y=None):
 
 def test_eight_schools_table_and_figure(tmp_path):
     """Seed 0: every sampler gets a row with the documented columns; AST and BlackJAX SMC give
-    log Z; NUTS counts divergences and gradients; the figure saves."""
+    log Z; NUTS counts divergences and gradients; the figure saves. AST runs with
+    ``num_particles="auto"``: the spread of log Ẑ over its sampling sweeps agrees with the
+    pilot's prediction (a two-sided F-test at the 99 % level)."""
     result = compare(
         eight_schools,
         jax.random.key(0),
@@ -52,7 +55,7 @@ def test_eight_schools_table_and_figure(tmp_path):
         num_warmup=100,
         num_samples=50,
         ast_warmup=2,
-        ast_options=dict(num_particles=32, max_inner_blocks=1),
+        ast_options=dict(max_inner_blocks=1),
         smc_options=dict(num_mcmc_steps=5),
         progress_bar=False,
     )
@@ -67,8 +70,26 @@ def test_eight_schools_table_and_figure(tmp_path):
     assert set(result.agreement["sampler"]) == {"nuts", "smc"}
     assert {"mu", "tau", "theta[0]", "theta_trans[7]"} <= set(result.agreement["parameter"])
     assert "transport" in result.trees["ast"].children
+    _assert_pilot_prediction(result.trees["ast"])
     result.plot(var_names=["mu", "tau"]).savefig(tmp_path / "compare.png")
     assert (tmp_path / "compare.png").stat().st_size > 0
+
+
+def _assert_pilot_prediction(tree):
+    """The pilot predicts sd(log Ẑ) = σ̂₀·√(N₀/N) at the chosen N; the sampling sweeps' log Ẑ*
+    (accepted or not) measure it. At N = N₀ the two sample variances estimate one variance (their
+    ratio is F-distributed); above N₀ the prediction is conservative (the bigger population
+    also fits a better reference), so only the upper bound applies."""
+    attrs = tree["transport"].attrs
+    n, n0 = attrs["num_particles"], attrs["pilot_particles"]
+    assert n >= n0 and attrs["pilot_evaluations"] > 0
+    predicted = attrs["pilot_log_evidence_sd"] * np.sqrt(n0 / n)
+    log_z = tree["sample_stats"]["log_evidence"].values.ravel()
+    ratio = np.var(log_z, ddof=1) / predicted**2
+    dof = (log_z.size - 1, sizing.PILOT_SWEEPS - 1)
+    assert ratio < stats.f.ppf(0.995, *dof), (ratio, n)  # 0.90 at this seed (N = 32)
+    if n == n0:
+        assert ratio > stats.f.ppf(0.005, *dof), ratio
 
 
 def two_modes():
