@@ -180,7 +180,7 @@ class AST(MCMCKernel):
         self._tempering_ess = tempering_ess
         self._num_recorded_sweeps = num_recorded_sweeps
         self.config = TransportConfig(
-            num_particles=sizing.PILOT_PARTICLES if auto else int(num_particles), **options
+            num_particles=sizing.MIN_PARTICLES if auto else int(num_particles), **options
         )
         self._auto = auto
         #: :class:`~numpyro_transport.sizing.Sizing` of ``num_particles="auto"``, once chosen.
@@ -253,7 +253,12 @@ class AST(MCMCKernel):
             first = reference if reference is not None else _around(flat)
             if self._auto and self.sizing is None:
                 self.sizing = sizing.choose_num_particles(
-                    jax.random.key(PILOT_SEED), logdensity, first, config, self._tempering_ess
+                    jax.random.key(PILOT_SEED),
+                    logdensity,
+                    first,
+                    config,
+                    self._tempering_ess,
+                    num_warmup,
                 )
                 self.config = config = replace(config, num_particles=self.sizing.num_particles)
             num_pool = config.num_particles * config.num_inner

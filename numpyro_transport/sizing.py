@@ -12,17 +12,21 @@ against the number of particles"), so the rule aims lower:
     N = N₀ · (σ̂₀ / σ*)²,  σ* = 0.6 (IACT ≈ 2.4, 80 % of the Gaussian optimum),
 
 where σ̂₀ is the spread of log Ẑ over the frozen sweeps of a pilot
-:func:`~numpyro_transport.transport` run with N₀ particles (the same warm-up as the kernel's:
+:func:`~numpyro_transport.transport` run with N₀ particles (the kernel's options and warm-up:
 refits, tempering, frozen grid). N is rounded up to a power of two and kept in
-[``MIN_PARTICLES``, ``MAX_PARTICLES``]. The inner size M and the step ε need no pilot: M adapts
+[``MIN_PARTICLES``, ``MAX_PARTICLES``]. The first pilot runs at the smallest N, so that the rule
+extrapolates upwards, where it is conservative (more particles also fit a better reference in
+warm-up, so σ falls faster than 1/√N); a pilot that asks for more than ``GROWTH``·N₀ is
+repeated with ``GROWTH``·N₀ particles. The inner size M and the step ε need no pilot: M adapts
 to the measured inner ESS at every step, and every step is CESS-guarded.
 """
 
 import math
 import warnings
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
 from numpyro_transport.config import TransportConfig
@@ -37,21 +41,20 @@ TARGET_SD = 0.6
 #: is better used on its own (:func:`~numpyro_transport.transport`).
 MIN_PARTICLES = 32
 MAX_PARTICLES = 2048
-#: N₀ and the frozen sweeps of the pilot run. The pilot runs at the smallest N so that the rule
-#: only extrapolates upwards, where it is conservative: fewer particles also fit a worse
-#: reference in warm-up, so σ grows faster than 1/√N below N₀.
-PILOT_PARTICLES = MIN_PARTICLES
+#: Frozen sweeps per pilot run.
 PILOT_SWEEPS = 16
+#: Largest factor between a pilot's N and the N it may choose; beyond it, another pilot runs.
+GROWTH = 4
 
 
 class Sizing(NamedTuple):
     """The particle number :func:`choose_num_particles` chose, and its evidence.
 
     - **num_particles** - the chosen N.
-    - **pilot_log_evidence_sd** - σ̂₀, the spread of log Ẑ over the pilot's frozen sweeps.
-    - **pilot_particles** - N₀ of the pilot.
+    - **pilot_log_evidence_sd** - σ̂₀, the spread of log Ẑ over the last pilot's frozen sweeps.
+    - **pilot_particles** - N₀ of the last pilot.
     - **predicted_sd** - σ̂₀·√(N₀/N), the spread expected at the chosen N.
-    - **num_evaluations** - log-density evaluations of the pilot run.
+    - **num_evaluations** - log-density evaluations of the pilot runs.
     """
 
     num_particles: int
@@ -71,34 +74,62 @@ def particles_for(pilot_sd: float, pilot_particles: int) -> int:
     return int(min(max(power, MIN_PARTICLES), MAX_PARTICLES))
 
 
-def choose_num_particles(
-    rng_key, logdensity_fn, reference: Reference, config: TransportConfig, tempering_ess: float
-) -> Sizing:
-    """Run the pilot (N₀ particles, ``PILOT_SWEEPS`` frozen sweeps, the other options of
-    ``config``) and apply :func:`particles_for`. Warns when N hits ``MAX_PARTICLES``."""
-    pilot = replace(config, num_particles=PILOT_PARTICLES)
-    options = {k: getattr(pilot, k) for k in pilot.__dataclass_fields__}
-    result = transport(
-        logdensity_fn,
-        rng_key,
-        reference=reference,
-        num_sweeps=PILOT_SWEEPS,
-        tempering_ess=tempering_ess,
-        progress=False,
-        **options,
-    )
+def _pilot(rng_key, logdensity_fn, reference, config, tempering_ess, num_particles, warmup):
+    """σ̂ of log Ẑ over ``PILOT_SWEEPS`` frozen sweeps of N particles, and the evaluations
+    spent."""
+    options = asdict(replace(config, num_particles=num_particles))
+    with warnings.catch_warnings():  # the kernel's own warm-up warns if tempering is unfinished
+        warnings.filterwarnings("ignore", message=r"The warm-up of transport\(\) ended")
+        result = transport(
+            logdensity_fn,
+            rng_key,
+            reference=reference,
+            num_sweeps=PILOT_SWEEPS,
+            tempering_ess=tempering_ess,
+            max_tempering_sweeps=warmup,
+            progress=False,
+            **options,
+        )
     sd = float(np.std(result.sweep_log_evidence, ddof=1))
-    n = particles_for(sd, PILOT_PARTICLES)
-    predicted = sd * math.sqrt(PILOT_PARTICLES / n)
-    if n == MAX_PARTICLES and not predicted <= TARGET_SD:
+    return sd, int(result.diagnostics["num_evaluations"])
+
+
+def choose_num_particles(
+    rng_key,
+    logdensity_fn,
+    reference: Reference,
+    config: TransportConfig,
+    tempering_ess: float,
+    num_warmup: int,
+) -> Sizing:
+    """Pilot runs (``PILOT_SWEEPS`` frozen sweeps, the other options of ``config``, at most
+    ``num_warmup`` tempered warm-up sweeps like the kernel) and :func:`particles_for`.
+
+    The first pilot has ``MIN_PARTICLES``. When the rule asks for more than ``GROWTH`` times the
+    pilot's N, the next pilot has ``GROWTH`` times more; from ``MAX_PARTICLES / GROWTH`` on the
+    rule's N is taken as it is. Warns when N hits ``MAX_PARTICLES``.
+    """
+    n, spent = MIN_PARTICLES, 0
+    while True:
+        key = jax.random.fold_in(rng_key, n)
+        sd, evaluations = _pilot(
+            key, logdensity_fn, reference, config, tempering_ess, n, num_warmup
+        )
+        spent += evaluations
+        wanted = particles_for(sd, n)
+        if wanted <= GROWTH * n or GROWTH * n >= MAX_PARTICLES:
+            break
+        n *= GROWTH
+    chosen = max(wanted, n)  # the rule only extrapolates upwards (see the module's text)
+    predicted = sd * math.sqrt(n / chosen)
+    if chosen == MAX_PARTICLES and not predicted <= TARGET_SD:
         warnings.warn(
-            f"num_particles='auto': the pilot's log Ẑ spreads by {sd:.2f} at "
-            f"N = {PILOT_PARTICLES}, so PIMH would need more than {MAX_PARTICLES} particles to "
-            f"reach sd {TARGET_SD}; it uses {MAX_PARTICLES} and its chains may stick. Give a "
-            "reference closer to the posterior, reparametrize the model, or run "
-            "numpyro_transport.transport(), whose frozen sweeps need no acceptance step.",
+            f"num_particles='auto': at N = {n} the pilot's log Ẑ spreads by {sd:.2f}, so PIMH "
+            f"would need more than {MAX_PARTICLES} particles to reach sd {TARGET_SD}; it uses "
+            f"{MAX_PARTICLES} and its chains may stick. Give a reference closer to the "
+            "posterior, reparametrize the model, or run numpyro_transport.transport(), whose "
+            "frozen sweeps need no acceptance step.",
             RuntimeWarning,
             stacklevel=3,
         )
-    evaluations = int(result.diagnostics["num_evaluations"])
-    return Sizing(n, sd, PILOT_PARTICLES, predicted, evaluations)
+    return Sizing(chosen, sd, n, predicted, spent)

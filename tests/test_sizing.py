@@ -1,12 +1,15 @@
-"""``num_particles="auto"``: the rule N = N₀(σ̂₀/σ*)², rounded up to a power of two and bounded.
-The pilot's prediction against the chosen N's measured spread is checked in
+"""``num_particles="auto"``: the rule N = N₀(σ̂₀/σ*)², rounded up to a power of two and bounded,
+and the growing pilots (with the pilot run replaced by given outcomes). A real pilot's
+prediction against the chosen N's measured spread is checked in
 ``test_compare.py::test_eight_schools_table_and_figure``."""
 
 import math
+import warnings
 
+import jax
 import pytest
 
-from numpyro_transport import AST
+from numpyro_transport import AST, TransportConfig, sizing
 from numpyro_transport.sizing import MAX_PARTICLES, MIN_PARTICLES, TARGET_SD, particles_for
 
 
@@ -31,3 +34,43 @@ def test_rule(pilot_sd, pilot_particles, expected):
 def test_num_particles_must_be_an_integer_or_auto(bad):
     with pytest.raises(ValueError, match=r"num_particles=.* must be an integer or 'auto'"):
         AST(lambda: None, num_particles=bad)
+
+
+def _fake_pilots(monkeypatch, outcome):
+    """Replace the pilot run by ``outcome(n) -> sd``; return the pilots' N."""
+    calls = []
+
+    def pilot(key, logdensity_fn, reference, config, tempering_ess, n, warmup):
+        calls.append(n)
+        return outcome(n), 1000 * n
+
+    monkeypatch.setattr(sizing, "_pilot", pilot)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "outcome, pilots, chosen",
+    [
+        (lambda n: 0.3, [32], 32),  # already precise: the floor
+        (lambda n: 1.2, [32], 128),  # 4 × N₀: extrapolated, no second pilot
+        # 32·6.25 > 4·32: measure at 128, where 0.3 is enough (the rule's 32 is not trusted)
+        (lambda n: 1.5 if n == 32 else 0.3, [32, 128], 128),
+        (lambda n: 8.0 if n == 32 else 0.9, [32, 128], 512),  # 128·2.25 → 512
+        (lambda n: 10.0, [32, 128, 512], 2048),  # capped, with a warning
+    ],
+)
+def test_pilots_grow_until_the_rule_extrapolates_at_most_fourfold(
+    monkeypatch, outcome, pilots, chosen
+):
+    calls = _fake_pilots(monkeypatch, outcome)
+    config = TransportConfig(num_particles=32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = sizing.choose_num_particles(jax.random.key(0), None, None, config, 0.05, 3)
+    assert calls == pilots
+    assert result.num_particles == chosen
+    assert result.pilot_particles == pilots[-1]
+    assert result.num_evaluations == 1000 * sum(pilots)
+    assert result.predicted_sd == pytest.approx(outcome(pilots[-1]) * (pilots[-1] / chosen) ** 0.5)
+    capped = [w for w in caught if "would need more than 2048 particles" in str(w.message)]
+    assert len(capped) == (chosen == 2048)
