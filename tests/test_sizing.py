@@ -3,7 +3,6 @@ and the growing pilots (with the pilot run replaced by given outcomes). A real p
 prediction against the chosen N's measured spread is checked in
 ``test_compare.py::test_eight_schools_table_and_figure``."""
 
-import math
 import warnings
 
 import jax
@@ -22,8 +21,6 @@ from numpyro_transport.sizing import MAX_PARTICLES, MIN_PARTICLES, TARGET_SD, pa
         (0.5 * TARGET_SD, 64, MIN_PARTICLES),  # 16 is below the floor
         (0.0, 32, MIN_PARTICLES),
         (20.0, 32, MAX_PARTICLES),
-        (math.nan, 32, MAX_PARTICLES),  # a pilot sweep with Ẑ = 0
-        (math.inf, 32, MAX_PARTICLES),
     ],
 )
 def test_rule(pilot_sd, pilot_particles, expected):
