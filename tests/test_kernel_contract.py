@@ -183,6 +183,7 @@ def improper(y):
     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
 
 
+@pytest.mark.slow
 def test_improper_prior_warns_and_samples():
     mcmc = MCMC(AST(improper, **OPTIONS), num_warmup=2, num_samples=20, progress_bar=False)
     with pytest.warns(UserWarning, match=r"improper priors: the evidence Z is undefined"):
@@ -200,6 +201,7 @@ def test_transport_takes_a_model_with_an_improper_prior():
     assert np.all(np.isfinite(mu)) and abs(mu.mean() - float(Y.mean())) < 4 * 0.45
 
 
+@pytest.mark.slow
 def test_runs_in_64_bit():
     """Under ``jax_enable_x64`` the state keeps its dtypes through NumPyro's sampling loop, and
     the draws come out in float64."""

@@ -157,7 +157,9 @@ def narrow(y):
     numpyro.sample("y", dist.Normal(mu[:, None], 1.0).to_event(2), obs=y)
 
 
-@pytest.mark.parametrize("reference", [None, "laplace"])
+# From prior moments (the default) in the slow suite: the tempered SMC start is also covered by
+# test_gaussian.py (d = 50) and the kernel's SMC program by test_kernel_contract.py.
+@pytest.mark.parametrize("reference", [pytest.param(None, marks=pytest.mark.slow), "laplace"])
 def test_posterior_far_narrower_than_its_prior(reference):
     """Seed 4, 2 chains. From prior moments (β̂ ≈ 0, so the warm-up's tempered SMC run moves the
     reference first; without it 3 warm-up sweeps ended at β = 0.17 and the means were far off)
@@ -197,6 +199,7 @@ def enumerated(y):
     numpyro.sample("y", dist.Normal(mu + 3.0 * z, 1.0), obs=y)
 
 
+@pytest.mark.slow
 def test_enumerated_discrete_site_is_summed_out():
     """Seed 4. z ~ Bernoulli(0.3) is summed out of the potential (needs funsor):
     p(y) = 0.7 N(y; 0, 2) + 0.3 N(y; 3, 2), and E[mu | y] = Σ_z p(z | y)(y − 3z)/2."""
