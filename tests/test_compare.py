@@ -103,7 +103,7 @@ def _assert_pilot_prediction(tree):
     log_z = tree["sample_stats"]["log_evidence"].values.ravel()
     ratio = np.var(log_z, ddof=1) / predicted**2
     dof = (log_z.size - 1, sizing.PILOT_SWEEPS - 1)
-    assert ratio < stats.f.ppf(0.995, *dof), (ratio, n)  # 1.49 at this seed (N = 32)
+    assert ratio < stats.f.ppf(0.995, *dof), (ratio, n)  # 1.58 at this seed (N = 32)
     if n == n0:
         assert ratio > stats.f.ppf(0.005, *dof), ratio
 
