@@ -67,8 +67,7 @@ class Sizing(NamedTuple):
 
 def particles_for(pilot_sd: float, pilot_particles: int) -> int:
     """N = N₀ (σ̂₀/σ*)², rounded up to a power of two, in [``MIN_PARTICLES``, ``MAX_PARTICLES``].
-    (σ̂₀ is finite: a pilot sweep with Ẑ = 0 stops :func:`~numpyro_transport.transport` with an
-    error.)"""
+    (σ̂₀ is finite: a pilot sweep with Ẑ = 0 stops the pilot with an error.)"""
     needed = pilot_particles * (pilot_sd / TARGET_SD) ** 2
     power = 2 ** math.ceil(math.log2(max(needed, 1.0)))
     return int(min(max(power, MIN_PARTICLES), MAX_PARTICLES))
@@ -80,16 +79,22 @@ def _pilot(rng_key, logdensity_fn, reference, config, tempering_ess, num_particl
     options = asdict(replace(config, num_particles=num_particles))
     with warnings.catch_warnings():  # the kernel's own warm-up warns if tempering is unfinished
         warnings.filterwarnings("ignore", message=r"The warm-up of transport\(\) ended")
-        result = transport(
-            logdensity_fn,
-            rng_key,
-            reference=reference,
-            num_sweeps=PILOT_SWEEPS,
-            tempering_ess=tempering_ess,
-            max_tempering_sweeps=warmup,
-            progress=False,
-            **options,
-        )
+        try:
+            result = transport(
+                logdensity_fn,
+                rng_key,
+                reference=reference,
+                num_sweeps=PILOT_SWEEPS,
+                tempering_ess=tempering_ess,
+                max_tempering_sweeps=warmup,
+                progress=False,
+                **options,
+            )
+        except FloatingPointError as error:
+            raise FloatingPointError(
+                f"num_particles='auto': the pilot run with {num_particles} particles failed. "
+                f"{error} An integer num_particles skips the pilot."
+            ) from error
     sd = float(np.std(result.sweep_log_evidence, ddof=1))
     return sd, int(result.diagnostics["num_evaluations"])
 

@@ -1,7 +1,7 @@
 """``num_particles="auto"``: the rule N = N₀(σ̂₀/σ*)², rounded up to a power of two and bounded,
 and the growing pilots (with the pilot run replaced by given outcomes). A real pilot's
 prediction against the chosen N's measured spread is checked in
-``test_compare.py::test_eight_schools_table_and_figure``."""
+``test_compare.py::test_auto_particles_pilot_predicts_the_sweep_spread`` (slow)."""
 
 import warnings
 
@@ -71,3 +71,17 @@ def test_pilots_grow_until_the_rule_extrapolates_at_most_fourfold(
     assert result.predicted_sd == pytest.approx(outcome(pilots[-1]) * (pilots[-1] / chosen) ** 0.5)
     capped = [w for w in caught if "would need more than 2048 particles" in str(w.message)]
     assert len(capped) == (chosen == 2048)
+
+
+def test_failed_pilot_says_it_was_the_pilot(monkeypatch):
+    """A pilot sweep whose particles all get zero weight stops ``transport()``; the error says
+    that it came from ``num_particles="auto"``'s pilot, and how to skip it."""
+
+    def failing(*args, **kwargs):
+        raise FloatingPointError("Every particle got zero weight during the frozen sweep.")
+
+    monkeypatch.setattr(sizing, "transport", failing)
+    config = TransportConfig(num_particles=32)
+    message = r"auto'.*pilot run with 32 .*zero weight.*integer"
+    with pytest.raises(FloatingPointError, match=message):
+        sizing.choose_num_particles(jax.random.key(0), None, None, config, 0.05, 3)
