@@ -1,6 +1,7 @@
 """AST's draws and evidence against closed forms: PIMH invariance from a wrong start, a conjugate
-model with simplex and positive sites, a posterior far narrower than its prior, and an enumerated
-discrete site (mode weights next to NUTS are checked in test_compare.py).
+model with simplex and positive sites, the Laplace reference of a posterior far narrower than its
+prior (and, slow, AST there), and an enumerated discrete site (slow; mode weights next to NUTS are
+checked in test_compare.py).
 
 Tolerances are k = 4 Monte Carlo standard errors, with effective sample sizes from
 ``numpyro.diagnostics.effective_sample_size``; each test states its seed.
@@ -18,6 +19,7 @@ from numpyro.infer import MCMC
 from scipy import stats
 
 from numpyro_transport import AST, log_evidence
+from numpyro_transport.model import laplace_reference
 
 K = 4.0
 
@@ -157,9 +159,27 @@ def narrow(y):
     numpyro.sample("y", dist.Normal(mu[:, None], 1.0).to_event(2), obs=y)
 
 
-# From prior moments (the default) in the slow suite: the tempered SMC start is also covered by
-# test_gaussian.py (d = 50) and the kernel's SMC program by test_kernel_contract.py.
-@pytest.mark.parametrize("reference", [pytest.param(None, marks=pytest.mark.slow), "laplace"])
+def _narrow_posterior():
+    """Exact posterior means and variance of ``narrow``'s four means."""
+    n, s2 = NARROW_Y.shape[1], PRIOR_SD**2
+    return s2 * NARROW_Y.sum(1) / (1 + n * s2), s2 / (1 + n * s2)
+
+
+def test_laplace_reference_is_the_exact_gaussian_posterior():
+    """``narrow``'s posterior is Gaussian, so its Laplace approximation is exact: the reference
+    is N(posterior mean, 1.2 · posterior covariance) up to the optimizer's precision (seed 0,
+    the SVI's)."""
+    reference = laplace_reference(narrow, (jnp.asarray(NARROW_Y),))
+    mean, var = _narrow_posterior()
+    np.testing.assert_allclose(reference.mean, mean, atol=1e-3 * np.sqrt(var))
+    cov = reference.scale_tril @ reference.scale_tril.T
+    np.testing.assert_allclose(cov, 1.2 * var * np.eye(4), rtol=1e-4, atol=1e-4 * var)
+
+
+# The tempered SMC start from prior moments is also covered by test_gaussian.py (d = 50), the
+# kernel's SMC program by test_kernel_contract.py, and the Laplace reference by the test above.
+@pytest.mark.slow
+@pytest.mark.parametrize("reference", [None, "laplace"])
 def test_posterior_far_narrower_than_its_prior(reference):
     """Seed 4, 2 chains. From prior moments (β̂ ≈ 0, so the warm-up's tempered SMC run moves the
     reference first; without it 3 warm-up sweeps ended at β = 0.17 and the means were far off)
@@ -174,14 +194,13 @@ def test_posterior_far_narrower_than_its_prior(reference):
         progress_bar=False,
     )
     mcmc.run(jax.random.key(4), jnp.asarray(NARROW_Y))
-    n, s2 = NARROW_Y.shape[1], PRIOR_SD**2
-    sums = NARROW_Y.sum(1)
-    post_mean, post_var = s2 * sums / (1 + n * s2), s2 / (1 + n * s2)
+    post_mean, post_var = _narrow_posterior()
     draws = np.asarray(mcmc.get_samples(group_by_chain=True)["mu"], dtype=np.float64)
     for j in range(NARROW_Y.shape[0]):
         values = draws[..., j]
         assert abs(_z_mean(values, post_mean[j])) < K
         assert abs(values.var() - post_var) < K * post_var * np.sqrt(2 / _ess(values))
+    n, s2, sums = NARROW_Y.shape[1], PRIOR_SD**2, NARROW_Y.sum(1)
     log_z = np.sum(
         -0.5 * n * np.log(2 * np.pi)
         - 0.5 * np.log1p(n * s2)
