@@ -20,14 +20,14 @@ def main():
         return mixture.logdensity_fn(u) + jnp.log(3.0)
 
     result = transport(
-        logdensity, jax.random.key(0), dim=1, reference=(jnp.zeros(1), 4 * jnp.eye(1))
+        jax.random.key(0), logdensity_fn=logdensity, reference=(jnp.zeros(1), 4 * jnp.eye(1))
     )
     right = np.mean(result.samples[:, 0] > 0)
     print(
         f"log Z = {result.log_evidence:.4f} ± {result.log_evidence_se:.4f}  (exact {np.log(3):.4f})"
     )
     print(f"weight of the right mode = {right:.3f}  (exact 0.700)")
-    print(f"target evaluations: {result.diagnostics['num_evaluations']:,}")
+    print(f"target evaluations: {result.num_evaluations:,}")
 
 
 if __name__ == "__main__":

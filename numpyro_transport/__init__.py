@@ -1,47 +1,54 @@
-"""numpyro_transport: annealed stochastic transport, an exact particle sampler with evidence."""
+"""numpyro_transport: annealed stochastic transport, an exact particle sampler with evidence.
+
+The top level holds what a user calls. The building blocks (``driver``, ``sweep``, ``drift``,
+``moves``, ``warmup``, ``pimh``, ``blackjax_api``, …) are importable from their modules.
+Importing the package loads no plotting or table library and registers nothing: the ArviZ
+conversion and :func:`compare` load ArviZ and pandas when first used.
+"""
+
+import importlib
 
 # NumPyro before ArviZ: arviz-base loads numpyro lazily (lazy_loader), and a numpyro imported
 # that way loses its submodule attributes, which breaks az.from_numpyro
 # ("module 'numpyro.infer' has no attribute 'initialization'").
 import numpyro.infer  # noqa: F401
 
-from numpyro_transport import blackjax, plots, targets
-from numpyro_transport.compare import Comparison, compare
 from numpyro_transport.config import TransportConfig
-from numpyro_transport.engine import TransportResult, combine_evidence, transport
-from numpyro_transport.inference_data import log_evidence, to_arviz
+from numpyro_transport.engine import TransportResult, transport
 from numpyro_transport.kernel import AST, ASTState
 from numpyro_transport.reference import Reference
-from numpyro_transport.sweep import (
-    Schedule,
-    StepInfo,
-    SweepRecord,
-    SweepResult,
-    TransportState,
-    sweep,
-)
+from numpyro_transport.weights import combine_evidence
 
 __version__ = "0.1.0"
+
+#: Names loaded on first use, and the modules that hold them (ArviZ, xarray, pandas).
+_LAZY = {
+    "log_evidence": "numpyro_transport.inference_data",
+    "to_arviz": "numpyro_transport.inference_data",
+    "compare": "numpyro_transport.comparison",
+    "Comparison": "numpyro_transport.comparison",
+}
 
 __all__ = [
     "AST",
     "ASTState",
-    "SweepRecord",
+    "Comparison",
     "Reference",
-    "Schedule",
-    "StepInfo",
-    "SweepResult",
     "TransportConfig",
     "TransportResult",
-    "TransportState",
     "combine_evidence",
     "compare",
-    "Comparison",
-    "sweep",
-    "blackjax",
-    "plots",
-    "targets",
-    "transport",
     "log_evidence",
     "to_arviz",
+    "transport",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'numpyro_transport' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

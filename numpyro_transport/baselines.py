@@ -50,12 +50,26 @@ def blackjax_smc(
     ``num_logdensity_evals`` = T · N · (3 + M·K) counts every point at which ``logdensity_fn``
     was evaluated, with or without its gradient (T = ``num_steps``).
 
-    ``num_runs`` independent runs go in one vectorized call. Returns a dict with ``log_z``,
-    ``samples`` ``(num_particles, d)``, ``num_steps``, ``tempering_param`` (1.0 unless
-    ``max_iterations`` stopped the run early, in which case ``log_z`` is not log Z),
-    ``step_size`` and ``acceptance_rate`` (last step's mean), each with a leading ``num_runs``
-    axis when ``num_runs > 1``; the evaluation counts summed over runs; ``compile_time``
-    (seconds, ahead-of-time compilation) and ``wall_time`` (seconds, the compiled run).
+    Args:
+        rng_key: a JAX PRNG key, split into one key per run when ``num_runs > 1``.
+        logdensity_fn: the unnormalized log-density of the target, ``x (d,) -> log γ(x)``.
+        reference_mean: ``(d,)`` mean of the Gaussian reference the path starts from.
+        reference_scale_tril: ``(d, d)`` lower-triangular scale L of the reference N(mean, L Lᵀ).
+        num_particles: N, particles per run.
+        target_ess: ESS fraction of the incremental weights that chooses each next temperature.
+        num_mcmc_steps: M, HMC steps per particle and tempering step.
+        num_integration_steps: K, leapfrog steps per HMC step.
+        max_iterations: largest number of tempering steps; a run stopped by it has not reached
+            the target.
+        num_runs: independent runs, which go in one vectorized call.
+
+    Returns:
+        A dict with ``log_z``, ``samples`` ``(num_particles, d)``, ``num_steps``,
+        ``tempering_param`` (1.0 unless ``max_iterations`` stopped the run early, in which case
+        ``log_z`` is not log Z), ``step_size`` and ``acceptance_rate`` (last step's mean), each
+        with a leading ``num_runs`` axis when ``num_runs > 1``; the evaluation counts
+        ``num_grad_evals`` and ``num_logdensity_evals``, summed over runs; ``compile_time``
+        (seconds, ahead-of-time compilation) and ``wall_time`` (seconds, the compiled run).
     """
     run = build_tempered_smc(
         logdensity_fn,

@@ -11,30 +11,31 @@ MOVES = ("euler", "covariance", "posterior")
 class TransportConfig:
     """Options of an annealed stochastic transport sweep (hashable, so usable as a jit static).
 
-    - **num_particles** - N, the particle population (≥ 2).
-    - **num_inner** - M, inner draws per particle and block; even (antithetic pairs).
-    - **max_inner_blocks** - the inner size adapts per step as ``b·M`` with ``1 ≤ b ≤`` this.
-    - **target_inner_ess** - grow the inner size while the median inner ESS is below this.
-    - **inner_correlation** - ρ of the Crank–Nicolson refresh of each particle's inner noise
-      between steps, in [0, 1]; near 1 cancels most inner Monte Carlo noise in the weights.
-    - **move** - ``"covariance"`` (Reeves–Pfister V2, default), ``"euler"`` (V1) or
-      ``"posterior"`` (V3).
-    - **pool_neighbours** - k: each particle's drift pools the inner draws of its k nearest
-      particles, itself included (I3); 1 uses its own draws only. The drift only feeds the
-      proposal, so exactness is kept whatever k.
-    - **shrinkage** - pseudo-count κ of the Gaussian-fit posterior in the drift estimate:
-      with e effective inner draws the drift is (e·m̂ + κ·y/(1+λ))/(e+κ) (≥ 0; 0 disables).
-    - **gradient_control_variate** - gate the drift with ∇log γ (zero variance on Gaussians;
-      costs gradients).
-    - **max_lambda** - Λ, the largest SNR of the path (> 0).
-    - **epsilon** - ε, nats of information gained per step (I-MMSE rule δ = 2ε/M̂, > 0).
-    - **final_inner_ess** - stop before Λ once the mean inner ESS fraction reaches this: the
-      last conditional is then close to the Gaussian proposal.
-    - **resample_threshold** - κ: resample when ESS < κN.
-    - **cess_threshold** - c_min: halve δ and retry while CESS < c_min.
-    - **max_retries** - CESS retries per step.
-    - **max_steps** - length of the preallocated per-step diagnostics.
-    - **pool_batch** - particles per chunk in the pooled estimator (memory knob).
+    Attributes:
+        num_particles: N, the particle population (≥ 2).
+        num_inner: M, inner draws per particle and block; even (antithetic pairs).
+        max_inner_blocks: the inner size adapts per step as ``b·M`` with ``1 ≤ b ≤`` this.
+        target_inner_ess: grow the inner size while the median inner ESS is below this.
+        inner_correlation: ρ of the Crank–Nicolson refresh of each particle's inner noise
+            between steps, in [0, 1]; near 1 cancels most inner Monte Carlo noise in the weights.
+        move: ``"covariance"`` (Reeves–Pfister V2, default), ``"euler"`` (V1) or
+            ``"posterior"`` (V3).
+        pool_neighbours: k: each particle's drift pools the inner draws of its k nearest
+            particles, itself included (I3); 1 uses its own draws only. The drift only feeds the
+            proposal, so exactness is kept whatever k.
+        shrinkage: pseudo-count κ of the Gaussian-fit posterior in the drift estimate: with e
+            effective inner draws the drift is (e·m̂ + κ·y/(1+λ))/(e+κ) (≥ 0; 0 disables).
+        gradient_control_variate: gate the drift with ∇log γ (zero variance on Gaussians;
+            costs gradients).
+        max_lambda: Λ, the largest SNR of the path (> 0).
+        epsilon: ε, nats of information gained per step (I-MMSE rule δ = 2ε/M̂, > 0).
+        final_inner_ess: stop before Λ once the mean inner ESS fraction reaches this: the
+            last conditional is then close to the Gaussian proposal.
+        resample_threshold: κ: resample when ESS < κN.
+        cess_threshold: c_min: halve δ and retry while CESS < c_min.
+        max_retries: CESS retries per step.
+        max_steps: length of the preallocated per-step diagnostics.
+        pool_batch: particles per chunk in the pooled estimator (memory knob).
     """
 
     num_particles: int = 512

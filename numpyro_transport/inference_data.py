@@ -15,11 +15,12 @@ import jax
 import numpy as np
 import xarray as xr
 from arviz_base.io_numpyro import NumPyroInferenceAdapter
+from numpyro.infer import MCMC
 
-from numpyro_transport.engine import TransportResult, combine_evidence
+from numpyro_transport.driver import warn_if_tempering_unfinished
 from numpyro_transport.kernel import AST
-from numpyro_transport.sweep import SweepRecord
-from numpyro_transport.warmup import warn_if_tempering_unfinished
+from numpyro_transport.records import SweepRecord
+from numpyro_transport.weights import combine_evidence
 
 __all__ = ["log_evidence", "to_arviz", "transport_dataset"]
 
@@ -39,7 +40,14 @@ def log_evidence(mcmc) -> tuple[float, float]:
     chain accepted are not a fair sample: PIMH accepts a sweep with probability min(1, Ẑ*/Ẑ),
     which favours large Ẑ*, so the Ẑ attached to the current draws is biased upward.
 
-    Example:
+    Args:
+        mcmc: a ``numpyro.infer.MCMC`` that ran the :class:`AST` kernel with its default
+            extra fields (``log_evidence`` among them).
+
+    Returns:
+        ``(log_z, se)``: log Ẑ and its standard error, as floats.
+
+    Examples:
         >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
         >>> from numpyro.infer import MCMC
         >>> from numpyro_transport import AST, log_evidence
@@ -54,7 +62,7 @@ def log_evidence(mcmc) -> tuple[float, float]:
         True
     """
     _kernel(mcmc)
-    warn_if_tempering_unfinished(mcmc.last_state.warmup.temperature, "the AST chains")
+    warn_if_tempering_unfinished(mcmc.last_state.driver.warmup.temperature, "the AST chains")
     fields = mcmc.get_extra_fields(group_by_chain=True)
     if "log_evidence" not in fields:
         raise ValueError(
@@ -75,9 +83,18 @@ def _take(record: SweepRecord, slots) -> SweepRecord:
 
 
 def transport_dataset(records, phases, attrs=None) -> xr.Dataset:
-    """Per-step diagnostics of ``records`` (:class:`~numpyro_transport.sweep.SweepRecord`
-    with leading dims ``(chain, sweep)``), concatenated along ``sweep``; ``phases`` names each
-    record's phase."""
+    """Per-step diagnostics of ``records``, concatenated along ``sweep``.
+
+    Args:
+        records: :class:`~numpyro_transport.records.SweepRecord` s with leading dims
+            ``(chain, sweep)``; empty slots (iteration −1) are dropped.
+        phases: the phase of each record (e.g. ``"warmup"``, ``"sample"``), one per record.
+        attrs: attributes of the dataset (e.g. ``log_evidence``); none by default.
+
+    Returns:
+        The ``xarray.Dataset`` of the ``transport`` group: dims ``(chain, sweep, step)`` and
+        ``(chain, sweep)``, steps past a sweep's K set to NaN.
+    """
     parts = []
     for record, phase in zip(records, phases, strict=True):
         slots = _valid_slots(record)
@@ -111,7 +128,7 @@ class _ResultAdapter(NumPyroInferenceAdapter):
     """A :class:`~numpyro_transport.TransportResult` of a NumPyro model, seen by ArviZ's
     NumPyro converter (for dims, observed data and the log-likelihood): chain = frozen sweep."""
 
-    def __init__(self, result: TransportResult):
+    def __init__(self, result):
         run = result.model
         shape = result.sweep_samples.shape[:2]
         super().__init__(result, run.model, run.model_args, run.model_kwargs, shape)
@@ -130,6 +147,14 @@ def from_numpyro(posterior, **kwargs) -> xr.DataTree:
     ArviZ infers dims by running the model with every latent site drawn from its prior, and
     some priors need an optional package to be sampled (a truncated Student-t's icdf needs
     tensorflow_probability): the draws are fine, only the dims names are lost.
+
+    Args:
+        posterior: what ``az.from_numpyro`` converts (an MCMC run, or an adapter of one).
+        **kwargs: keyword arguments of ``az.from_numpyro``; with explicit ``dims`` nothing is
+            retried.
+
+    Returns:
+        The ArviZ ``xarray.DataTree``.
     """
     try:
         return az.from_numpyro(posterior, **kwargs)
@@ -139,7 +164,7 @@ def from_numpyro(posterior, **kwargs) -> xr.DataTree:
         return az.from_numpyro(posterior, **{**kwargs, "dims": {}, "pred_dims": {}})
 
 
-def _result_to_arviz(result: TransportResult, **from_numpyro_kwargs) -> xr.DataTree:
+def _result_to_arviz(result, **from_numpyro_kwargs) -> xr.DataTree:
     if result.model is None:
         tree = az.from_dict({"posterior": {"x": result.sweep_samples}}, **from_numpyro_kwargs)
     else:
@@ -149,20 +174,33 @@ def _result_to_arviz(result: TransportResult, **from_numpyro_kwargs) -> xr.DataT
         "log_evidence_se": result.log_evidence_se,
         "dim": int(result.reference.mean.shape[-1]),
     }
-    tree["transport"] = xr.DataTree(transport_dataset(result.records, ("warmup", "sample"), attrs))
+    records = [
+        jax.tree.map(lambda a: np.asarray(a)[None], r)  # one chain
+        for r in (result.warmup_records, result.sweep_records)
+    ]
+    tree["transport"] = xr.DataTree(transport_dataset(records, ("warmup", "sample"), attrs))
     return tree
 
 
 def to_arviz(run, **from_numpyro_kwargs) -> xr.DataTree:
-    """ArviZ DataTree of an :class:`AST` MCMC run or a :class:`~numpyro_transport.TransportResult`,
-    with the ``transport`` group.
+    """ArviZ DataTree of an AST run or a ``transport()`` result, with the ``transport`` group.
 
     For an MCMC run it is ``az.from_numpyro(mcmc, **from_numpyro_kwargs)`` plus the group. For a
     ``transport()`` result the posterior's chains are its frozen sweeps (each sweep's own
     equal-weight draws), built by ArviZ's NumPyro converter for a model (so dims, observed data
     and ``log_likelihood=True`` work) and as a variable ``x`` for a log-density.
 
-    Example:
+    Args:
+        run: a ``numpyro.infer.MCMC`` run of the :class:`AST` kernel, or a
+            :class:`~numpyro_transport.TransportResult`.
+        **from_numpyro_kwargs: keyword arguments of ``az.from_numpyro`` (``az.from_dict`` for
+            the result of a log-density).
+
+    Returns:
+        The ``xarray.DataTree``, with the ``transport`` group of per-step diagnostics and the
+        evidence in its attributes.
+
+    Examples:
         >>> import jax, numpyro, numpyro.distributions as dist
         >>> from numpyro.infer import MCMC
         >>> from numpyro_transport import AST, to_arviz
@@ -176,7 +214,7 @@ def to_arviz(run, **from_numpyro_kwargs) -> xr.DataTree:
         >>> sorted(dt["transport"].dims)
         ['chain', 'step', 'sweep']
     """
-    if isinstance(run, TransportResult):
+    if not isinstance(run, MCMC):  # a TransportResult
         return _result_to_arviz(run, **from_numpyro_kwargs)
     kernel = _kernel(run)
     mcmc = run
@@ -189,7 +227,7 @@ def to_arviz(run, **from_numpyro_kwargs) -> xr.DataTree:
     attrs = {
         "log_evidence": log_z,
         "log_evidence_se": se,
-        "dim": int(np.shape(state.warmup.reference.mean)[-1]),
+        "dim": int(np.shape(state.driver.warmup.reference.mean)[-1]),
         "num_particles": kernel.config.num_particles,
         "config": json.dumps(asdict(kernel.config)),
     }

@@ -29,7 +29,7 @@ __all__ = [
     "check_model",
     "setup_model",
     "flat_logdensity",
-    "is_model",
+    "laplace_reference",
     "model_run",
 ]
 
@@ -40,12 +40,13 @@ IMPROPER_SCALE = 10.0
 class ModelSetup(NamedTuple):
     """A model prepared for the transport.
 
-    - **potential_fn_gen** - ``(*args, **kwargs) -> (z -> potential energy)``.
-    - **postprocess_fn_gen** - ``(*args, **kwargs) -> (z -> constrained + deterministic sites)``.
-    - **init_z** - one valid unconstrained point (a prior draw), a pytree.
-    - **unravel** - flat ``(d,)`` vector → pytree like ``init_z``.
-    - **reference** - Gaussian reference fitted to prior draws (flat unconstrained space).
-    - **improper** - names of latent sites with improper priors (evidence undefined).
+    Attributes:
+        potential_fn_gen: ``(*args, **kwargs) -> (z -> potential energy)``.
+        postprocess_fn_gen: ``(*args, **kwargs) -> (z -> constrained + deterministic sites)``.
+        init_z: one valid unconstrained point (a prior draw), a pytree.
+        unravel: flat ``(d,)`` vector → pytree like ``init_z``.
+        reference: Gaussian reference fitted to prior draws (flat unconstrained space).
+        improper: names of latent sites with improper priors (evidence undefined).
     """
 
     potential_fn_gen: object
@@ -114,6 +115,15 @@ def check_model(model, model_args=(), model_kwargs=None) -> tuple:
     ``infer={"enumerate": "parallel"}`` are summed out of the potential, as for NUTS),
     subsampled plates (they make the likelihood, hence the evidence, a noisy estimate) and models
     with no continuous latent site.
+
+    Args:
+        model: a NumPyro model, traced once with a prior draw of every latent site.
+        model_args: positional arguments of the model.
+        model_kwargs: keyword arguments of the model.
+
+    Returns:
+        The names of the latent sites with improper priors (a warning says their evidence is
+        undefined).
     """
     return _check_trace(_prior_trace(model, model_args, model_kwargs))
 
@@ -174,12 +184,27 @@ def _robust_moments(draws):
 def laplace_reference(
     model, model_args=(), model_kwargs=None, *, num_steps=5000, inflation=1.2, seed=0
 ) -> Reference:
-    """N(MAP, inflation·H⁻¹): NumPyro's Laplace approximation of the posterior in unconstrained
-    space (MAP by ``num_steps`` of SVI with Adam, then the Hessian H of the potential there),
-    over the latents flattened as the kernel flattens them (``ravel_pytree`` of the site dict).
+    """N(MAP, inflation·H⁻¹): NumPyro's Laplace approximation of the posterior.
+
+    In unconstrained space (MAP by ``num_steps`` of SVI with Adam, then the Hessian H of the
+    potential there), over the latents flattened as the kernel flattens them (``ravel_pytree``
+    of the site dict).
 
     For a unimodal posterior far narrower than its prior, where the tempered warm-up from prior
-    moments needs many sweeps; it sees one mode only."""
+    moments needs many sweeps; it sees one mode only.
+
+    Args:
+        model: a NumPyro model.
+        model_args: positional arguments of the model.
+        model_kwargs: keyword arguments of the model.
+        num_steps: SVI steps (Adam, learning rate 0.01) of the MAP search.
+        inflation: factor of the covariance H⁻¹ (a reference slightly too wide is safer than
+            one too narrow).
+        seed: seed of the SVI run.
+
+    Returns:
+        N(MAP, inflation·H⁻¹), as a :class:`~numpyro_transport.reference.Reference`.
+    """
     model_kwargs = model_kwargs or {}
     guide = AutoLaplaceApproximation(model, init_loc_fn=init_to_median)
     svi = SVI(model, guide, Adam(0.01), Trace_ELBO())
@@ -200,8 +225,20 @@ def laplace_reference(
 def setup_model(
     model, model_args=(), model_kwargs=None, *, num_prior_draws=512, seed=0
 ) -> ModelSetup:
-    """Check ``model``, build its potential and the prior-draw reference (deterministic in
-    ``seed``, so every chain starts from the same reference)."""
+    """Check ``model``, build its potential and the prior-draw reference.
+
+    The reference is deterministic in ``seed``, so every chain starts from the same one.
+
+    Args:
+        model: a NumPyro model.
+        model_args: positional arguments of the model.
+        model_kwargs: keyword arguments of the model.
+        num_prior_draws: prior draws whose (winsorized) moments give the reference.
+        seed: seed of the prior draws.
+
+    Returns:
+        The model's :class:`ModelSetup`.
+    """
     model_kwargs = model_kwargs or {}
     trace = _prior_trace(model, model_args, model_kwargs)
     improper = _check_trace(trace)
@@ -251,7 +288,15 @@ def setup_model(
 
 
 def flat_logdensity(potential_fn, unravel):
-    """``u (d,) -> −potential_fn(unravel(u))``, with NaN mapped to −∞ (zero weight)."""
+    """``u (d,) -> −potential_fn(unravel(u))``, with NaN mapped to −∞ (zero weight).
+
+    Args:
+        potential_fn: potential energy of an unconstrained pytree.
+        unravel: flat ``(d,)`` vector → that pytree.
+
+    Returns:
+        The flat log-density.
+    """
 
     def logdensity(u):
         value = -potential_fn(unravel(u))
@@ -260,26 +305,15 @@ def flat_logdensity(potential_fn, unravel):
     return logdensity
 
 
-def is_model(fn, model_args=(), model_kwargs=None) -> bool:
-    """Whether ``fn`` is a NumPyro model: it runs on ``model_args`` and records sample sites.
-
-    A log-density ``u -> log p(u)`` called without its argument raises ``TypeError``. Latent
-    sites take the values of :func:`_prior_trace`, so improper priors and priors that need an
-    optional package to be sampled do not stop the check.
-    """
-    try:
-        trace = _prior_trace(fn, model_args, model_kwargs)
-    except TypeError:
-        return False
-    return any(site["type"] == "sample" for site in trace.values())
-
-
 class ModelRun(NamedTuple):
     """A NumPyro model bound to its arguments, as :func:`~numpyro_transport.transport` runs it.
 
-    - **model**, **model_args**, **model_kwargs** - the model and its arguments.
-    - **setup** - its :class:`ModelSetup`.
-    - **logdensity** - the flat log-density ``u (d,) -> −potential(u)``.
+    Attributes:
+        model: the NumPyro model.
+        model_args: its positional arguments.
+        model_kwargs: its keyword arguments.
+        setup: its :class:`ModelSetup`.
+        logdensity: the flat log-density ``u (d,) -> −potential(u)``.
     """
 
     model: object
@@ -289,7 +323,14 @@ class ModelRun(NamedTuple):
     logdensity: object
 
     def constrain(self, draws) -> dict:
-        """Constrained and deterministic sites of ``(..., d)`` unconstrained flat draws."""
+        """Constrained and deterministic sites of ``(..., d)`` unconstrained flat draws.
+
+        Args:
+            draws: ``(..., d)`` flat draws in unconstrained space.
+
+        Returns:
+            ``{site: array}`` with the leading dims ``...`` of ``draws``.
+        """
         draws = jnp.asarray(draws)
         flat = draws.reshape(-1, draws.shape[-1])
         postprocess = self.setup.postprocess_fn_gen(*self.model_args, **self.model_kwargs)
@@ -297,13 +338,20 @@ class ModelRun(NamedTuple):
         return {k: np.asarray(v).reshape(draws.shape[:-1] + v.shape[1:]) for k, v in sites.items()}
 
 
-def model_run(target, model_args=(), model_kwargs=None) -> ModelRun | None:
-    """``target`` bound to its arguments if it is a NumPyro model, else ``None``."""
+def model_run(model, model_args=(), model_kwargs=None) -> ModelRun:
+    """The NumPyro ``model`` bound to its arguments, checked and set up.
+
+    Args:
+        model: a NumPyro model.
+        model_args: positional arguments of the model.
+        model_kwargs: keyword arguments of the model.
+
+    Returns:
+        The model's :class:`ModelRun`, with its set-up and flat log-density.
+    """
     model_kwargs = dict(model_kwargs or {})
-    if not is_model(target, model_args, model_kwargs):
-        return None
-    setup = setup_model(target, model_args, model_kwargs)
+    setup = setup_model(model, model_args, model_kwargs)
     potential = setup.potential_fn_gen(*model_args, **model_kwargs)
     return ModelRun(
-        target, tuple(model_args), model_kwargs, setup, flat_logdensity(potential, setup.unravel)
+        model, tuple(model_args), model_kwargs, setup, flat_logdensity(potential, setup.unravel)
     )

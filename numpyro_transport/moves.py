@@ -14,7 +14,7 @@ Y_{λ+δ} | Y_λ = y is y + δX' + √δ Z with X' ~ p_λ(· | y): mean y + δm,
 - V3 ``posterior``: J ~ Cat(w), y' = y + δp_J + √δ ε; a Gaussian mixture.
 
 All functions act on one particle, its :class:`MoveNoise` row and its
-:class:`~numpyro_transport.inner.DriftEstimate` row ``est`` (``mean (d,)``, ``points (K, d)``,
+:class:`~numpyro_transport.drift.DriftEstimate` row ``est`` (``mean (d,)``, ``points (K, d)``,
 ``weights (K,)``, scalars ``cov_scale`` and ``iso_var``); the sweep vmaps them. The noise is
 drawn for the whole population at once by :func:`draw_noise`.
 """
@@ -33,8 +33,12 @@ __all__ = ["Move", "MoveNoise", "draw_noise", "euler", "covariance", "posterior"
 
 
 class Move(NamedTuple):
-    """A transition kernel: ``sample(noise, y, est, δ) -> y'`` and
-    ``logpdf(y', y, est, δ) -> log M(y → y')``."""
+    """A transition kernel and its log-density, on one particle.
+
+    Attributes:
+        sample: ``sample(noise, y, est, δ) -> y'``.
+        logpdf: ``logpdf(y', y, est, δ) -> log M(y → y')``.
+    """
 
     sample: Callable
     logpdf: Callable
@@ -43,9 +47,10 @@ class Move(NamedTuple):
 class MoveNoise(NamedTuple):
     """The randomness of one move (leading axis N when drawn for the population).
 
-    - **eps** - ``(d,)`` standard normal: the Brownian increment.
-    - **zeta** - ``(K,)`` standard normal: V2's extra covariance along the support points.
-    - **u** - uniform on [0, 1): V3's choice of a support point.
+    Attributes:
+        eps: ``(d,)`` standard normal: the Brownian increment.
+        zeta: ``(K,)`` standard normal: V2's extra covariance along the support points.
+        u: uniform on [0, 1): V3's choice of a support point.
     """
 
     eps: jax.Array
@@ -54,7 +59,17 @@ class MoveNoise(NamedTuple):
 
 
 def draw_noise(rng_key, num_particles, dim, num_points) -> MoveNoise:
-    """Noise for every particle's move, whatever the move."""
+    """Noise for every particle's move, whatever the move.
+
+    Args:
+        rng_key: a JAX PRNG key.
+        num_particles: N.
+        dim: d.
+        num_points: K, support points of the drift estimate.
+
+    Returns:
+        Every particle's :class:`MoveNoise` (leading axis N).
+    """
     k1, k2, k3 = jax.random.split(rng_key, 3)
     return MoveNoise(
         rng.normal(k1, (num_particles, dim)),
@@ -118,5 +133,12 @@ posterior = Move(_posterior_sample, _posterior_logpdf)
 
 
 def get_move(name: str) -> Move:
-    """The move called ``name`` (see :data:`numpyro_transport.config.MOVES`)."""
+    """The move called ``name`` (see :data:`numpyro_transport.config.MOVES`).
+
+    Args:
+        name: ``"euler"``, ``"covariance"`` or ``"posterior"``.
+
+    Returns:
+        The move, a :class:`Move`.
+    """
     return {"euler": euler, "covariance": covariance, "posterior": posterior}[name]

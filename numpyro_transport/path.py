@@ -20,14 +20,36 @@ import jax.numpy as jnp
 __all__ = [
     "backward_logpdf",
     "gaussian_logpdf",
+    "standard_normal_logpdf",
     "linear_interpolant",
 ]
 
 
 def gaussian_logpdf(x, mean, var):
-    """log N(x; mean, var·I) for ``(..., d)`` arrays and a scalar variance."""
+    """log N(x; mean, var·I) for ``(..., d)`` arrays and a scalar variance.
+
+    Args:
+        x: ``(..., d)`` points.
+        mean: the mean, broadcast against ``x``.
+        var: the variance of every coordinate (scalar, or broadcast against ``x[..., 0]``).
+
+    Returns:
+        ``(...,)`` log-densities.
+    """
     d = x.shape[-1]
     return -0.5 * (d * jnp.log(2 * jnp.pi * var) + jnp.sum((x - mean) ** 2, axis=-1) / var)
+
+
+def standard_normal_logpdf(x):
+    """log N(x; 0, I) for ``(..., d)`` arrays.
+
+    Args:
+        x: ``(..., d)`` points.
+
+    Returns:
+        ``(...,)`` log-densities.
+    """
+    return gaussian_logpdf(x, 0.0, 1.0)
 
 
 def backward_logpdf(y_prev, y_next, lam_prev, lam_next):
@@ -36,6 +58,15 @@ def backward_logpdf(y_prev, y_next, lam_prev, lam_next):
     Y_{λ} | Y_{λ'} = y' ~ N((λ/λ') y', λ(1 − λ/λ') I) for λ < λ'. At λ = 0 the kernel is a
     point mass at 0, whose log-density we take as 0 (the first SMC weight has no backward
     factor).
+
+    Args:
+        y_prev: ``(..., d)`` positions y at the earlier λ.
+        y_next: ``(..., d)`` positions y' at the later λ'.
+        lam_prev: λ ≥ 0.
+        lam_next: λ' > λ.
+
+    Returns:
+        ``(...,)`` log L(y' → y).
     """
     ratio = lam_prev / lam_next
     var = jnp.where(lam_prev > 0, lam_prev * (1 - ratio), 1.0)
@@ -48,6 +79,13 @@ def linear_interpolant(y, lam):
 
     With α = 1 − t and β = t: t = √λ/(1+√λ) and X_t = α² y / β. (At λ = 0, X_0 = ξ only in
     law; the function returns t = 0 and X_t = 0 there.)
+
+    Args:
+        y: ``(..., d)`` SL positions.
+        lam: λ ≥ 0, broadcast against ``y[..., 0]``.
+
+    Returns:
+        ``(t, x_t)``: the time t and the interpolant X_t, of the shape of ``y``.
     """
     root = jnp.sqrt(lam)
     t = root / (1 + root)

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_transport.sweep import SweepResult
+from numpyro_transport.weights import ess
 
 __all__ = ["PIMHState", "PIMHInfo", "accept"]
 
@@ -19,13 +20,11 @@ __all__ = ["PIMHState", "PIMHInfo", "accept"]
 class PIMHState(NamedTuple):
     """State of a PIMH chain over a flat position.
 
-    position
-        ``(d,)`` current draw θ.
-    logdensity
-        log-density at ``position`` (from the sweep that proposed it).
-    log_evidence
-        log Ẑ of the sweep that proposed ``position`` (−∞ before the first one, so that the
-        first proposal is always accepted).
+    Attributes:
+        position: ``(d,)`` current draw θ.
+        logdensity: log-density at ``position`` (from the sweep that proposed it).
+        log_evidence: log Ẑ of the sweep that proposed ``position`` (−∞ before the first one,
+            so that the first proposal is always accepted).
     """
 
     position: jax.Array
@@ -36,16 +35,12 @@ class PIMHState(NamedTuple):
 class PIMHInfo(NamedTuple):
     """Information on one PIMH transition.
 
-    acceptance_rate
-        min(1, Ẑ*/Ẑ); 0 when the sweep or its proposal is not finite.
-    is_accepted
-        Whether the chain moved to the proposal.
-    log_evidence
-        log Ẑ* of the proposing sweep (accepted or not).
-    num_evaluations
-        Log-density evaluations of the transition (the sweep's).
-    ess
-        Final ESS fraction 1/(N ΣW²) of the proposing sweep.
+    Attributes:
+        acceptance_rate: min(1, Ẑ*/Ẑ); 0 when the sweep or its proposal is not finite.
+        is_accepted: Whether the chain moved to the proposal.
+        log_evidence: log Ẑ* of the proposing sweep (accepted or not).
+        num_evaluations: Log-density evaluations of the transition (the sweep's).
+        ess: Final ESS fraction 1/(N ΣW²) of the proposing sweep.
     """
 
     acceptance_rate: jax.Array
@@ -59,6 +54,14 @@ def accept(rng_key, state: PIMHState, result: SweepResult) -> tuple[PIMHState, P
     """One PIMH transition: draw θ* from ``result`` by weight, accept w.p. min(1, Ẑ*/Ẑ).
 
     A state with log Ẑ = −∞ accepts any finite proposal (how a chain leaves its warm-up).
+
+    Args:
+        rng_key: a JAX PRNG key (the choice of θ* and the accept test).
+        state: the current :class:`PIMHState`.
+        result: the :class:`~numpyro_transport.sweep.SweepResult` of a fresh frozen sweep.
+
+    Returns:
+        The next :class:`PIMHState` and the transition's :class:`PIMHInfo`.
     """
     k_select, k_accept = jax.random.split(rng_key)
     index = jax.random.categorical(k_select, result.log_weights)
@@ -82,6 +85,6 @@ def accept(rng_key, state: PIMHState, result: SweepResult) -> tuple[PIMHState, P
         is_accepted=is_accepted,
         log_evidence=result.log_evidence,
         num_evaluations=result.num_evaluations,
-        ess=1.0 / jnp.sum(jnp.exp(2 * result.log_weights)) / result.log_weights.shape[0],
+        ess=ess(result.log_weights) / result.log_weights.shape[0],
     )
     return new_state, info

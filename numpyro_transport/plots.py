@@ -43,6 +43,14 @@ def plot_schedule(data, chain: int = 0):
     Top: λ_k against step k (log scale); a frozen grid repeats the last warm-up sweep's.
     Bottom: ESS/N after each step and the conditional ESS that guards the step size, against
     λ; drops mark where along the path the particles degenerate.
+
+    Args:
+        data: the DataTree of :func:`~numpyro_transport.to_arviz`, with its ``transport``
+            group.
+        chain: the chain whose sweeps are drawn.
+
+    Returns:
+        The matplotlib ``Figure``.
     """
     ds = _transport(data)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), constrained_layout=True)
@@ -63,6 +71,14 @@ def plot_mmse(data, chain: int = 0):
     ½∫M̂ dλ is the information the data carry in whitened units; the I-MMSE step rule spends ε
     nats of it per step. A curve far above d/λ at the end of the path means the last
     conditional is still wide (raise Λ).
+
+    Args:
+        data: the DataTree of :func:`~numpyro_transport.to_arviz`, with its ``transport``
+            group.
+        chain: the chain whose sweeps are drawn.
+
+    Returns:
+        The matplotlib ``Figure``.
     """
     ds = _transport(data)
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
@@ -84,6 +100,13 @@ def plot_acceptance(data):
 
     The dashed line is 2Φ(−σ/√2), the acceptance rate expected when log Ẑ is Gaussian with the
     sd σ measured over all proposed sweeps: a chain far below it is stuck on a lucky Ẑ.
+
+    Args:
+        data: the DataTree of :func:`~numpyro_transport.to_arviz` of an AST MCMC run, with
+            its ``sample_stats`` group.
+
+    Returns:
+        The matplotlib ``Figure``.
     """
     stats = data["sample_stats"].dataset
     accept = np.asarray(stats["acceptance_rate"], dtype=float)

@@ -17,7 +17,14 @@ _active: dict = {}
 
 @contextlib.contextmanager
 def bar(num_sweeps: int, max_lambda: float, desc: str = "transport"):
-    """Show one bar for the ``num_sweeps`` sweeps run inside this context."""
+    """Show one bar for the ``num_sweeps`` sweeps run inside this context.
+
+    Args:
+        num_sweeps: sweeps the bar counts (more can be announced with :func:`add_sweeps`).
+        max_lambda: Λ, the end of every sweep's path (progress within a sweep is
+            log(1 + λ)/log(1 + Λ)).
+        desc: the bar's label.
+    """
     state = dict(scale=1.0 / math.log1p(max_lambda), done=0, num_sweeps=num_sweeps)
     state["bar"] = tqdm(total=num_sweeps, desc=desc, unit="sweep", bar_format=_FORMAT)
     _active.update(state)
@@ -32,7 +39,14 @@ _FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total} sweeps [{elapsed}{p
 
 
 def update(lam, done):
-    """Host callback: move the active bar to λ within the current sweep."""
+    """Host callback: move the active bar to λ within the current sweep.
+
+    Does nothing when no bar is open.
+
+    Args:
+        lam: the λ reached in the current sweep.
+        done: whether the sweep has ended (the bar then moves on to the next sweep).
+    """
     if not _active:
         return
     progress = _active["bar"]
@@ -45,7 +59,11 @@ def update(lam, done):
 
 
 def add_sweeps(num: int):
-    """Announce ``num`` more sweeps than the bar was opened with."""
+    """Announce ``num`` more sweeps than the bar was opened with.
+
+    Args:
+        num: the number of sweeps to add to the active bar's total (none open: nothing).
+    """
     if _active:
         _active["bar"].total += num
         _active["bar"].refresh()

@@ -12,6 +12,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from numpyro_transport.path import standard_normal_logpdf
+
 __all__ = [
     "Reference",
     "from_moments",
@@ -26,8 +28,9 @@ __all__ = [
 class Reference(NamedTuple):
     """Gaussian reference N(mean, scale_tril scale_trilᵀ).
 
-    - **mean** - ``(d,)`` centre μ̂.
-    - **scale_tril** - ``(d, d)`` lower-triangular factor L with positive diagonal.
+    Attributes:
+        mean: ``(d,)`` centre μ̂.
+        scale_tril: ``(d, d)`` lower-triangular factor L with positive diagonal.
     """
 
     mean: jax.Array
@@ -40,7 +43,17 @@ class Reference(NamedTuple):
 
 
 def from_moments(mean, cov, jitter=1e-6) -> Reference:
-    """Reference from a mean and a covariance; ``jitter`` (relative) keeps the Cholesky finite."""
+    """Reference from a mean and a covariance.
+
+    Args:
+        mean: ``(d,)`` mean.
+        cov: ``(d, d)`` covariance (symmetrized here).
+        jitter: relative jitter, times the mean variance, added to the diagonal; it keeps the
+            Cholesky factor finite.
+
+    Returns:
+        N(mean, cov), as a :class:`Reference`.
+    """
     mean = jnp.asarray(mean, dtype=jnp.result_type(float))
     cov = jnp.asarray(cov, dtype=mean.dtype)
     cov = 0.5 * (cov + cov.T)
@@ -53,12 +66,28 @@ def from_samples(samples, weights=None, jitter=1e-6) -> Reference:
     """Moment-matched reference from ``(n, d)`` samples with optional normalized weights.
 
     Moment matching covers every mode the samples visit, which a Laplace fit would not.
+
+    Args:
+        samples: ``(n, d)`` samples.
+        weights: ``(n,)`` non-negative weights (normalized here); ``None`` for equal weights.
+        jitter: relative jitter of :func:`from_moments`.
+
+    Returns:
+        The moment-matched :class:`Reference`.
     """
     return from_moments(*weighted_moments(samples, weights), jitter)
 
 
 def weighted_moments(samples, weights=None):
-    """Mean and covariance of ``(n, d)`` samples under optional weights (normalized here)."""
+    """Mean and covariance of ``(n, d)`` samples under optional weights (normalized here).
+
+    Args:
+        samples: ``(n, d)`` samples.
+        weights: ``(n,)`` non-negative weights; ``None`` for equal weights.
+
+    Returns:
+        ``(mean, cov)``, of shapes ``(d,)`` and ``(d, d)``.
+    """
     samples = jnp.asarray(samples)
     n = samples.shape[0]
     weights = jnp.full(n, 1.0 / n) if weights is None else weights / jnp.sum(weights)
@@ -68,7 +97,15 @@ def weighted_moments(samples, weights=None):
 
 
 def broad(dim: int, scale: float = 1.0) -> Reference:
-    """The fallback N(0, scale² I)."""
+    """The fallback N(0, scale² I).
+
+    Args:
+        dim: d.
+        scale: the standard deviation of every coordinate.
+
+    Returns:
+        N(0, scale² I), as a :class:`Reference`.
+    """
     return Reference(jnp.zeros(dim), scale * jnp.eye(dim))
 
 
@@ -77,16 +114,32 @@ def whiten(logdensity_fn, reference: Reference, temperature=1.0):
 
     With ``temperature`` β < 1 it is tempered towards the reference,
     ``β (log p(μ̂ + L x) + log|det L|) + (1 − β) log N(x; 0, I)`` (used by the warm-up only).
+
+    Args:
+        logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
+        reference: the :class:`Reference` (μ̂, L).
+        temperature: β in (0, 1]; may be traced.
+
+    Returns:
+        The whitened log-density ``x (d,) -> log γ(x)``.
     """
 
     def whitened(x):
         log_p = logdensity_fn(to_original(reference, x)) + reference.log_det
-        log_ref = -0.5 * jnp.sum(x**2) - 0.5 * x.shape[-1] * jnp.log(2 * jnp.pi)
+        log_ref = standard_normal_logpdf(x)
         return jnp.where(temperature == 1, log_p, temperature * log_p + (1 - temperature) * log_ref)
 
     return whitened
 
 
 def to_original(reference: Reference, x):
-    """Map whitened ``x`` (``(..., d)``) back to ``u = μ̂ + L x``."""
+    """Map whitened ``x`` (``(..., d)``) back to ``u = μ̂ + L x``.
+
+    Args:
+        reference: the :class:`Reference` (μ̂, L).
+        x: ``(..., d)`` whitened points.
+
+    Returns:
+        ``(..., d)`` points u in the original coordinates.
+    """
     return reference.mean + x @ reference.scale_tril.T

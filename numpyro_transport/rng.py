@@ -14,10 +14,28 @@ __all__ = ["normal", "uniform"]
 
 
 def normal(key, shape, dtype=float):
-    """Standard normal draws of ``shape``."""
+    """Standard normal draws of ``shape``.
+
+    Args:
+        key: a JAX PRNG key.
+        shape: the shape of the array.
+        dtype: its floating-point dtype.
+
+    Returns:
+        The array of draws.
+    """
     return jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
 
 
 def uniform(key, shape, dtype=float):
-    """Uniform draws on [0, 1) of ``shape``."""
+    """Uniform draws on [0, 1) of ``shape``.
+
+    Args:
+        key: a JAX PRNG key.
+        shape: the shape of the array.
+        dtype: its floating-point dtype.
+
+    Returns:
+        The array of draws.
+    """
     return jax.random.uniform(key, (math.prod(shape),), dtype).reshape(shape)

@@ -12,9 +12,9 @@ against the number of particles"), so the rule aims lower:
 
     N = N₀ · (σ̂₀ / σ*)²,  σ* = 0.6 (IACT ≈ 2.4, 80 % of the Gaussian optimum),
 
-where σ̂₀ is the spread of log Ẑ over the frozen sweeps of a pilot
-:func:`~numpyro_transport.transport` run with N₀ particles (the kernel's options and warm-up:
-refits, tempering, frozen grid). N is rounded up to a power of two and kept in
+where σ̂₀ is the spread of log Ẑ over the frozen sweeps of a pilot run of the driver
+(:func:`numpyro_transport.driver.run`) with N₀ particles and the kernel's options and warm-up
+(refits, tempering, frozen grid). N is rounded up to a power of two and kept in
 [``MIN_PARTICLES``, ``MAX_PARTICLES``]. The first pilot runs at the smallest N, so that the rule
 extrapolates upwards, where it is conservative (more particles also fit a better reference in
 warm-up, so σ falls faster than 1/√N); a pilot that asks for more than ``GROWTH``·N₀ is
@@ -24,14 +24,14 @@ to the measured inner ESS at every step, and every step is CESS-guarded.
 
 import math
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import NamedTuple
 
 import jax
 import numpy as np
 
+from numpyro_transport import driver
 from numpyro_transport.config import TransportConfig
-from numpyro_transport.engine import transport
 from numpyro_transport.reference import Reference
 
 __all__ = ["Sizing", "particles_for", "choose_num_particles"]
@@ -51,11 +51,12 @@ GROWTH = 4
 class Sizing(NamedTuple):
     """The particle number :func:`choose_num_particles` chose, and its evidence.
 
-    - **num_particles** - the chosen N.
-    - **pilot_log_evidence_sd** - σ̂₀, the spread of log Ẑ over the last pilot's frozen sweeps.
-    - **pilot_particles** - N₀ of the last pilot.
-    - **predicted_sd** - σ̂₀·√(N₀/N), the spread expected at the chosen N.
-    - **num_evaluations** - log-density evaluations of the pilot runs.
+    Attributes:
+        num_particles: the chosen N.
+        pilot_log_evidence_sd: σ̂₀, the spread of log Ẑ over the last pilot's frozen sweeps.
+        pilot_particles: N₀ of the last pilot.
+        predicted_sd: σ̂₀·√(N₀/N), the spread expected at the chosen N.
+        num_evaluations: log-density evaluations of the pilot runs.
     """
 
     num_particles: int
@@ -67,36 +68,40 @@ class Sizing(NamedTuple):
 
 def particles_for(pilot_sd: float, pilot_particles: int) -> int:
     """N = N₀ (σ̂₀/σ*)², rounded up to a power of two, in [``MIN_PARTICLES``, ``MAX_PARTICLES``].
-    (σ̂₀ is finite: a pilot sweep with Ẑ = 0 stops the pilot with an error.)"""
+
+    Args:
+        pilot_sd: σ̂₀, the spread of log Ẑ over the pilot's frozen sweeps (finite: a pilot
+            sweep with Ẑ = 0 stops the pilot with an error).
+        pilot_particles: N₀, the pilot's number of particles.
+
+    Returns:
+        The number of particles N.
+    """
     needed = pilot_particles * (pilot_sd / TARGET_SD) ** 2
     power = 2 ** math.ceil(math.log2(max(needed, 1.0)))
     return int(min(max(power, MIN_PARTICLES), MAX_PARTICLES))
 
 
 def _pilot(rng_key, logdensity_fn, reference, config, tempering_ess, num_particles, warmup):
-    """σ̂ of log Ẑ over ``PILOT_SWEEPS`` frozen sweeps of N particles, and the evaluations
-    spent."""
-    options = asdict(replace(config, num_particles=num_particles))
-    with warnings.catch_warnings():  # the kernel's own warm-up warns if tempering is unfinished
-        warnings.filterwarnings("ignore", message=r"The warm-up of transport\(\) ended")
-        try:
-            result = transport(
-                logdensity_fn,
-                rng_key,
-                reference=reference,
-                num_sweeps=PILOT_SWEEPS,
-                tempering_ess=tempering_ess,
-                max_tempering_sweeps=warmup,
-                progress=False,
-                **options,
-            )
-        except FloatingPointError as error:
-            raise FloatingPointError(
-                f"num_particles='auto': the pilot run with {num_particles} particles failed. "
-                f"{error} An integer num_particles skips the pilot."
-            ) from error
-    sd = float(np.std(result.sweep_log_evidence, ddof=1))
-    return sd, int(result.diagnostics["num_evaluations"])
+    """σ̂ of log Ẑ over ``PILOT_SWEEPS`` frozen sweeps of N particles after ``warmup`` warm-up
+    sweeps (the kernel's warm-up), and the evaluations spent."""
+    try:
+        run = driver.run(
+            rng_key,
+            logdensity_fn,
+            reference,
+            replace(config, num_particles=num_particles),
+            num_warmup=warmup,
+            num_sweeps=PILOT_SWEEPS,
+            tempering_ess=tempering_ess,
+        )
+    except FloatingPointError as error:
+        raise FloatingPointError(
+            f"num_particles='auto': the pilot run with {num_particles} particles failed. "
+            f"{error} An integer num_particles skips the pilot."
+        ) from error
+    sd = float(np.std(np.asarray(run.sweeps.result.log_evidence, np.float64), ddof=1))
+    return sd, run.num_evaluations
 
 
 def choose_num_particles(
@@ -107,12 +112,25 @@ def choose_num_particles(
     tempering_ess: float,
     num_warmup: int,
 ) -> Sizing:
-    """Pilot runs (``PILOT_SWEEPS`` frozen sweeps, the other options of ``config``, at most
-    ``num_warmup`` tempered warm-up sweeps like the kernel) and :func:`particles_for`.
+    """Pilot runs of the driver and :func:`particles_for`.
 
-    The first pilot has ``MIN_PARTICLES``. When the rule asks for more than ``GROWTH`` times the
-    pilot's N, the next pilot has ``GROWTH`` times more; from ``MAX_PARTICLES / GROWTH`` on the
-    rule's N is taken as it is. Warns when N hits ``MAX_PARTICLES``.
+    Each pilot has ``PILOT_SWEEPS`` frozen sweeps, the other options of ``config`` and the
+    kernel's ``num_warmup`` warm-up sweeps. The first pilot has ``MIN_PARTICLES``. When the rule
+    asks for more than ``GROWTH`` times the pilot's N, the next pilot has ``GROWTH`` times more;
+    from ``MAX_PARTICLES / GROWTH`` on the rule's N is taken as it is. Warns when N hits
+    ``MAX_PARTICLES``.
+
+    Args:
+        rng_key: a JAX PRNG key, folded in with each pilot's N.
+        logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
+        reference: the first :class:`~numpyro_transport.reference.Reference`.
+        config: the :class:`~numpyro_transport.config.TransportConfig`; its ``num_particles``
+            is replaced by each pilot's.
+        tempering_ess: ESS fraction below which the warm-up tempers.
+        num_warmup: warm-up sweeps of each pilot, as the kernel's.
+
+    Returns:
+        The chosen N and the pilot's evidence for it, as a :class:`Sizing`.
     """
     n, spent = MIN_PARTICLES, 0
     while True:

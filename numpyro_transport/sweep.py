@@ -1,7 +1,7 @@
 """One SMC sweep along the SL path: ``init``, ``build_kernel`` and the sweep driver.
 
 Random-weight SMC with intermediate targets Γ_k = Z·ν_{λ_k}, each estimated per particle by the
-unbiased Ĝ_k of :mod:`numpyro_transport.inner`, and the Brownian-bridge backward kernel L.
+unbiased Ĝ_k of :mod:`numpyro_transport.drift`, and the Brownian-bridge backward kernel L.
 Particle i's incremental weight is
 
     log w = log Ĝ_k(y') − log Ĝ_{k-1}(y) + log L(y' → y) − log M_k(y → y'),
@@ -23,12 +23,13 @@ import jax.numpy as jnp
 from blackjax.smc.resampling import systematic
 from jax.scipy.special import logsumexp
 
-from numpyro_transport import inner
+from numpyro_transport import drift as _drift
 from numpyro_transport import progress_bar as _progress
 from numpyro_transport.config import TransportConfig
 from numpyro_transport.moves import draw_noise, get_move
 from numpyro_transport.path import backward_logpdf, gaussian_logpdf
 from numpyro_transport.reference import Reference, to_original, whiten
+from numpyro_transport.weights import ess, kahan_add, normalize
 
 __all__ = [
     "Schedule",
@@ -37,21 +38,19 @@ __all__ = [
     "SweepResult",
     "init",
     "build_kernel",
-    "sweep",
+    "run_sweep",
     "empty_schedule",
     "empty_steps",
-    "SweepRecord",
-    "sweep_record",
-    "empty_record",
 ]
 
 
 class Schedule(NamedTuple):
     """A frozen λ-grid (padded to ``max_steps``).
 
-    - **lambdas** - ``(max_steps,)`` λ_1 … λ_K, then padding.
-    - **num_blocks** - ``(max_steps,)`` inner blocks b_k (inner size b_k·M) at λ_k.
-    - **num_steps** - K.
+    Attributes:
+        lambdas: ``(max_steps,)`` λ_1 … λ_K, then padding.
+        num_blocks: ``(max_steps,)`` inner blocks b_k (inner size b_k·M) at λ_k.
+        num_steps: K.
     """
 
     lambdas: jax.Array
@@ -62,20 +61,21 @@ class Schedule(NamedTuple):
 class TransportState(NamedTuple):
     """The particle population at one λ.
 
-    - **y** - ``(N, d)`` positions in SL coordinates.
-    - **log_weights** - ``(N,)`` normalized log SMC weights log W.
-    - **log_g** - ``(N,)`` log Ĝ(y) at the current λ (0 at λ = 0).
-    - **draws** - the particles' own :class:`~numpyro_transport.inner.InnerDraws` at (y, λ).
-    - **lam** - current λ.
-    - **num_blocks** - inner blocks active in ``draws``.
-    - **log_evidence** - running log Ẑ (Kahan-compensated sum of the increments).
-    - **log_evidence_carry** - the Kahan compensation term.
+    Attributes:
+        y: ``(N, d)`` positions in SL coordinates.
+        log_weights: ``(N,)`` normalized log SMC weights log W.
+        log_g: ``(N,)`` log Ĝ(y) at the current λ (0 at λ = 0).
+        draws: the particles' own :class:`~numpyro_transport.drift.InnerDraws` at (y, λ).
+        lam: current λ.
+        num_blocks: inner blocks active in ``draws``.
+        log_evidence: running log Ẑ (Kahan-compensated sum of the increments).
+        log_evidence_carry: the Kahan compensation term.
     """
 
     y: jax.Array
     log_weights: jax.Array
     log_g: jax.Array
-    draws: inner.InnerDraws
+    draws: _drift.InnerDraws
     lam: jax.Array
     num_blocks: jax.Array
     log_evidence: jax.Array
@@ -85,15 +85,20 @@ class TransportState(NamedTuple):
 class StepInfo(NamedTuple):
     """Diagnostics of one step λ_{k-1} → λ_k.
 
-    - **lam**, **delta** - λ_k and δ_k = λ_k − λ_{k-1}.
-    - **ess**, **cess** - ESS/N after reweighting and conditional ESS (fractions in [0, 1]).
-    - **log_increment** - log Σ_i W_{k-1}^i w_k^i; ≈ 0 for k ≥ 2 when the drift is good.
-    - **inner_ess_min**, **inner_ess_median**, **inner_ess_max** - own inner ESS at λ_k.
-    - **mmse** - M̂(λ_{k-1}) = Σ W tr Ĉ, the I-MMSE curve.
-    - **resampled** - whether the population was resampled.
-    - **num_evaluations** - target evaluations spent (retries included).
-    - **num_retries** - δ halvings of the CESS guard.
-    - **num_inner** - inner size M_k.
+    Attributes:
+        lam: λ_k.
+        delta: δ_k = λ_k − λ_{k-1}.
+        ess: ESS/N after reweighting (a fraction in [0, 1]).
+        cess: conditional ESS (a fraction in [0, 1]).
+        log_increment: log Σ_i W_{k-1}^i w_k^i; ≈ 0 for k ≥ 2 when the drift is good.
+        inner_ess_min: smallest own inner ESS over the particles at λ_k.
+        inner_ess_median: median own inner ESS over the particles at λ_k.
+        inner_ess_max: largest own inner ESS over the particles at λ_k.
+        mmse: M̂(λ_{k-1}) = Σ W tr Ĉ, the I-MMSE curve.
+        resampled: whether the population was resampled.
+        num_evaluations: target evaluations spent (retries included).
+        num_retries: δ halvings of the CESS guard.
+        num_inner: inner size M_k.
     """
 
     lam: jax.Array
@@ -112,7 +117,14 @@ class StepInfo(NamedTuple):
 
 
 def empty_steps(shape=()) -> StepInfo:
-    """Zeroed :class:`StepInfo` arrays of ``shape`` (the dtypes every step produces)."""
+    """Zeroed :class:`StepInfo` arrays of ``shape`` (the dtypes every step produces).
+
+    Args:
+        shape: the shape of every field, e.g. ``(max_steps,)``; scalars by default.
+
+    Returns:
+        The zeroed :class:`StepInfo`.
+    """
     real = jnp.zeros(shape, jnp.result_type(float))
     count = jnp.zeros(shape, jnp.int32)
     return StepInfo(
@@ -124,45 +136,26 @@ def empty_steps(shape=()) -> StepInfo:
     )
 
 
-class SweepRecord(NamedTuple):
-    """Per-step diagnostics of whole sweeps, for ArviZ's ``transport`` group.
-
-    One sweep's record has the shapes below; records of several sweeps stack them along leading
-    axes (``(S,)``, or ``(chain, S)``).
-
-    - **steps** - :class:`StepInfo` arrays ``(max_steps,)``, the first K valid.
-    - **num_steps** - steps K of the sweep.
-    - **log_evidence** - the sweep's log Ẑ.
-    - **temperature** - tempering exponent β of the sweep (1 unless warming up).
-    - **refit_accepted** - whether the sweep's refit replaced the reference.
-    - **iteration** - MCMC iteration (or sweep index) that ran the sweep; −1 marks an empty slot.
-    """
-
-    steps: StepInfo
-    num_steps: jax.Array
-    log_evidence: jax.Array
-    temperature: jax.Array
-    refit_accepted: jax.Array
-    iteration: jax.Array
-
-
 class SweepResult(NamedTuple):
     """Output of one sweep, in the original coordinates u = μ̂ + L x.
 
-    - **particles** - ``(N, d)`` exact final selections θ_i.
-    - **particle_log_density** - ``(N,)`` log p(θ_i), recovered from the selected draws' inner
-      log-ratios (no further evaluation of p).
-    - **log_weights** - ``(N,)`` their normalized log-weights.
-    - **samples** - ``(N, d)`` equal-weight resample of the particles, randomly permuted.
-    - **log_evidence** - log Ẑ.
-    - **log_evidence_is** - the λ = 0 importance-sampling estimate from the reference (a
-      baseline), and **ess_is** its ESS fraction.
-    - **mean**, **cov** - Rao–Blackwellized moments over all N·M final draws.
-    - **num_steps**, **completed** - K, and whether the sweep ended by its own rule rather than
-      at ``max_steps``.
-    - **num_evaluations** - target evaluations of the sweep.
-    - **steps** - :class:`StepInfo` arrays of length ``max_steps`` (first K valid).
-    - **schedule** - the grid that was run.
+    Attributes:
+        particles: ``(N, d)`` exact final selections θ_i.
+        particle_log_density: ``(N,)`` log p(θ_i), recovered from the selected draws' inner
+            log-ratios (no further evaluation of p).
+        log_weights: ``(N,)`` their normalized log-weights.
+        samples: ``(N, d)`` equal-weight resample of the particles, randomly permuted.
+        log_evidence: log Ẑ.
+        log_evidence_is: the λ = 0 importance-sampling estimate from the reference (a
+            baseline).
+        ess_is: the ESS fraction of that importance sample.
+        mean: Rao–Blackwellized mean over all N·M final draws.
+        cov: Rao–Blackwellized covariance over all N·M final draws.
+        num_steps: K.
+        completed: whether the sweep ended by its own rule rather than at ``max_steps``.
+        num_evaluations: target evaluations of the sweep.
+        steps: :class:`StepInfo` arrays of length ``max_steps`` (first K valid).
+        schedule: the grid that was run.
     """
 
     particles: jax.Array
@@ -182,30 +175,40 @@ class SweepResult(NamedTuple):
 
 
 def init(rng_key, logdensity_fn, dim, config: TransportConfig) -> TransportState:
-    """All particles at y = 0 (λ = 0), with inner draws from the reference N(0, I)."""
+    """All particles at y = 0 (λ = 0), with inner draws from the reference N(0, I).
+
+    Args:
+        rng_key: a JAX PRNG key for the inner noise.
+        logdensity_fn: the whitened target ``x (d,) -> log γ(x)``.
+        dim: d.
+        config: the :class:`~numpyro_transport.config.TransportConfig`.
+
+    Returns:
+        The initial :class:`TransportState`.
+    """
     n, m = config.num_particles, config.num_inner
     y = jnp.zeros((n, dim))
-    noise = inner.new_noise(rng_key, n, config.max_inner_blocks, m, dim)
-    draws = inner.draw(logdensity_fn, noise, y, 0.0, 1, config.gradient_control_variate)
+    noise = _drift.new_noise(rng_key, n, config.max_inner_blocks, m, dim)
+    draws = _drift.draw(logdensity_fn, noise, y, 0.0, 1, config.gradient_control_variate)
     zero = jnp.zeros(())
     return TransportState(
         y, jnp.full(n, -jnp.log(n)), jnp.zeros(n), draws, zero, jnp.ones((), jnp.int32), zero, zero
     )
 
 
-def _kahan_add(total, carry, value):
-    corrected = value - carry
-    new_total = total + corrected
-    new_carry = (new_total - total) - corrected
-    ok = jnp.isfinite(new_total)
-    return jnp.where(ok, new_total, -jnp.inf), jnp.where(ok, new_carry, 0.0)
-
-
 def build_kernel(logdensity_fn, config: TransportConfig):
     """The SMC step ``kernel(key, state, drift, lam_next, num_blocks) -> (state, info)``.
 
-    ``logdensity_fn`` is the whitened target; ``drift`` the
-    :class:`~numpyro_transport.inner.DriftEstimate` of ``state``.
+    In the kernel, ``drift`` is the :class:`~numpyro_transport.drift.DriftEstimate` of
+    ``state``.
+
+    Args:
+        logdensity_fn: the whitened target ``x (d,) -> log γ(x)``.
+        config: the :class:`~numpyro_transport.config.TransportConfig`.
+
+    Returns:
+        The kernel, which moves, reweights and (when the ESS is low) resamples the particles,
+        returning the new :class:`TransportState` and the step's :class:`StepInfo`.
     """
     move = get_move(config.move)
     n, m = config.num_particles, config.num_inner
@@ -218,10 +221,10 @@ def build_kernel(logdensity_fn, config: TransportConfig):
         y_new = jax.vmap(move.sample, per_particle)(move_noise, state.y, drift, delta)
         log_m = jax.vmap(move.logpdf, per_particle)(y_new, state.y, drift, delta)
 
-        noise = inner.refresh_noise(k_draw, state.draws.noise, config.inner_correlation)
+        noise = _drift.refresh_noise(k_draw, state.draws.noise, config.inner_correlation)
         grad = config.gradient_control_variate
-        draws = inner.draw(logdensity_fn, noise, y_new, lam_next, num_blocks, grad)
-        log_g = inner.log_g(draws, y_new, lam_next, num_blocks * m)
+        draws = _drift.draw(logdensity_fn, noise, y_new, lam_next, num_blocks, grad)
+        log_g = _drift.log_g(draws, y_new, lam_next, num_blocks * m)
         log_w = log_g - state.log_g + backward_logpdf(state.y, y_new, state.lam, lam_next) - log_m
         log_w = jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf)
 
@@ -231,13 +234,13 @@ def build_kernel(logdensity_fn, config: TransportConfig):
         log_weights = jnp.where(alive, joint - log_increment, -jnp.log(n))
         cess = jnp.exp(2 * log_increment - logsumexp(state.log_weights + 2 * log_w))
         weights = jnp.exp(log_weights)
-        ess = 1.0 / jnp.sum(weights**2) / n
-        resampled = ess < config.resample_threshold
+        ess_fraction = ess(log_weights) / n
+        resampled = ess_fraction < config.resample_threshold
         idx = jnp.where(resampled, systematic(k_resample, weights, n), jnp.arange(n))
         log_weights = jnp.where(resampled, -jnp.log(n), log_weights)
-        total, carry = _kahan_add(state.log_evidence, state.log_evidence_carry, log_increment)
+        total, carry = kahan_add(state.log_evidence, state.log_evidence_carry, log_increment)
 
-        _, inner_ess = inner.normalize(draws.log_r)
+        _, inner_ess = normalize(draws.log_r)
         new_state = TransportState(
             y_new[idx],
             log_weights,
@@ -251,7 +254,7 @@ def build_kernel(logdensity_fn, config: TransportConfig):
         info = StepInfo(
             lam=lam_next,
             delta=delta,
-            ess=ess,
+            ess=ess_fraction,
             cess=jnp.where(alive, cess, 0.0),
             log_increment=log_increment,
             inner_ess_min=jnp.min(inner_ess),
@@ -268,7 +271,7 @@ def build_kernel(logdensity_fn, config: TransportConfig):
     return kernel
 
 
-def _mmse(drift: inner.DriftEstimate, log_weights):
+def _mmse(drift: _drift.DriftEstimate, log_weights):
     """M̂ = Σ_i W_i tr Ĉ_i for the shrunk Ĉ, from the support points (no d×d matrices)."""
     centre = jnp.einsum("nk,nkd->nd", drift.weights, drift.points)
     spread = jnp.sum((drift.points - centre[:, None]) ** 2, -1)
@@ -276,20 +279,6 @@ def _mmse(drift: inner.DriftEstimate, log_weights):
     trace = drift.cov_scale * jnp.einsum("nk,nk->n", drift.weights, spread)
     trace = trace + dim * drift.iso_var
     return jnp.sum(jnp.exp(log_weights) * trace)
-
-
-def _estimate(rng_key, state, config):
-    return inner.estimate(
-        rng_key,
-        state.draws,
-        state.y,
-        state.lam,
-        state.num_blocks,
-        config.max_inner,
-        config.neighbours,
-        config.pool_batch,
-        config.shrinkage,
-    )
 
 
 def _step(kernel, config):
@@ -302,7 +291,7 @@ def _step(kernel, config):
 
     def step(rng_key, state, k, num_blocks, schedule: Schedule, adaptive):
         k_est, k_step = jax.random.split(rng_key)
-        drift = _estimate(k_est, state, config)
+        drift = _drift.estimate(k_est, state.draws, state.y, state.lam, state.num_blocks, config)
         delta = jnp.clip(
             2 * config.epsilon / _mmse(drift, state.log_weights), 0.0, config.max_lambda
         )
@@ -351,7 +340,7 @@ def _step(kernel, config):
     return step
 
 
-def sweep(
+def run_sweep(
     rng_key,
     logdensity_fn,
     reference: Reference,
@@ -363,11 +352,22 @@ def sweep(
 ) -> SweepResult:
     """Run one sweep from λ = 0; adaptive when ``schedule`` is None, else frozen on it.
 
-    ``logdensity_fn`` is the target over the original coordinates u. With ``progress``, every
-    step reports λ to the host bar of :mod:`numpyro_transport.progress_bar`. A ``temperature``
-    β < 1 targets p^β·reference^(1−β) instead (warm-up only). ``adaptive`` (a traced bool, by
-    default ``schedule is None``) chooses between adapting and replaying ``schedule`` inside
-    one compiled function.
+    Args:
+        rng_key: a JAX PRNG key.
+        logdensity_fn: the target over the original coordinates u, ``u (d,) -> log p(u)``.
+        reference: the Gaussian :class:`~numpyro_transport.reference.Reference` that whitens
+            the target.
+        config: the :class:`~numpyro_transport.config.TransportConfig`.
+        schedule: the :class:`Schedule` to replay; ``None`` for an adaptive sweep.
+        progress: every step reports λ to the host bar of
+            :mod:`numpyro_transport.progress_bar`.
+        temperature: β; below 1 the sweep targets p^β·reference^(1−β) instead (warm-up
+            only).
+        adaptive: a traced bool, by default ``schedule is None``, that chooses between adapting
+            and replaying ``schedule`` inside one compiled function.
+
+    Returns:
+        The sweep's :class:`SweepResult`, in the original coordinates.
     """
     target = whiten(logdensity_fn, reference, temperature)
     dim = reference.mean.shape[0]
@@ -410,7 +410,14 @@ def sweep(
 
 
 def empty_schedule(config: TransportConfig) -> Schedule:
-    """A schedule with no steps, padded to ``config.max_steps``."""
+    """A schedule with no steps, padded to ``config.max_steps``.
+
+    Args:
+        config: the :class:`~numpyro_transport.config.TransportConfig`.
+
+    Returns:
+        The empty :class:`Schedule`.
+    """
     n_max = config.max_steps
     return Schedule(jnp.zeros(n_max), jnp.ones(n_max, jnp.int32), jnp.zeros((), jnp.int32))
 
@@ -418,7 +425,7 @@ def empty_schedule(config: TransportConfig) -> Schedule:
 def _finalize(rng_key, state, reference, config, infos, recorded, done, initial, temperature):
     n = config.num_particles
     k_select, k_resample, k_perm = jax.random.split(rng_key, 3)
-    draw_w, _ = inner.normalize(state.draws.log_r)
+    draw_w, _ = normalize(state.draws.log_r)
     pick = jax.vmap(lambda key, w: jax.random.choice(key, w.shape[0], p=w))(
         jax.random.split(k_select, n), draw_w
     )
@@ -439,7 +446,7 @@ def _finalize(rng_key, state, reference, config, infos, recorded, done, initial,
     cov_x = (centred * rb[:, None]).T @ centred
     scale = reference.scale_tril
     num_initial = n * config.num_inner
-    _, initial_ess = inner.normalize(initial)
+    _, initial_ess = normalize(initial)
     return SweepResult(
         particles=particles,
         particle_log_density=particle_log_density,
@@ -455,28 +462,4 @@ def _finalize(rng_key, state, reference, config, infos, recorded, done, initial,
         num_evaluations=jnp.sum(infos.num_evaluations) + num_initial,
         steps=infos,
         schedule=recorded,
-    )
-
-
-def sweep_record(result: SweepResult, temperature, refit_accepted, iteration) -> SweepRecord:
-    """The :class:`SweepRecord` of one sweep."""
-    return SweepRecord(
-        result.steps,
-        result.num_steps,
-        result.log_evidence,
-        jnp.asarray(temperature, jnp.float32),
-        jnp.asarray(refit_accepted, bool),
-        jnp.asarray(iteration, jnp.int32),
-    )
-
-
-def empty_record(size: int, config: TransportConfig) -> SweepRecord:
-    """A record of ``size`` empty slots (iteration −1)."""
-    return SweepRecord(
-        empty_steps((size, config.max_steps)),
-        jnp.zeros(size, jnp.int32),
-        jnp.zeros(size),
-        jnp.ones(size),
-        jnp.zeros(size, bool),
-        jnp.full(size, -1, jnp.int32),
     )

@@ -17,14 +17,16 @@ __all__ = ["Target", "gaussian", "mixture", "two_mode", "gmm40", "funnel"]
 class Target(NamedTuple):
     """An unnormalized density with known properties.
 
-    - **name** - short label used in benchmark tables.
-    - **logdensity_fn** - ``x (d,) -> log γ(x)``, unnormalized.
-    - **dim** - dimension d.
-    - **log_z** - exact log ∫γ, or ``None`` if unknown.
-    - **mean**, **cov** - exact moments of the normalized density, or ``None``.
-    - **sample** - ``(rng_key, n) -> (n, d)`` exact draws, or ``None``.
-    - **mode_means**, **mode_weights** - for mixtures: component means ``(K, d)`` and
-      weights ``(K,)``.
+    Attributes:
+        name: short label used in benchmark tables.
+        logdensity_fn: ``x (d,) -> log γ(x)``, unnormalized.
+        dim: dimension d.
+        log_z: exact log ∫γ, or ``None`` if unknown.
+        mean: exact mean of the normalized density, or ``None``.
+        cov: exact covariance of the normalized density, or ``None``.
+        sample: ``(rng_key, n) -> (n, d)`` exact draws, or ``None``.
+        mode_means: for mixtures: component means ``(K, d)``.
+        mode_weights: for mixtures: component weights ``(K,)``.
     """
 
     name: str
@@ -48,6 +50,15 @@ def gaussian(mean, cov, log_z=0.0, name="gaussian"):
 
     The log-density omits ``-½ log det(2πΣ)``, so ∫γ = exp(log_z) exactly and a sampler that
     drops a constant is caught.
+
+    Args:
+        mean: ``(d,)`` mean.
+        cov: ``(d, d)`` covariance.
+        log_z: the exact log ∫γ.
+        name: the target's label.
+
+    Returns:
+        The target, with its moments and an exact sampler.
     """
     mean = jnp.asarray(mean, dtype=jnp.float32)
     cov = jnp.asarray(cov, dtype=jnp.float32)
@@ -66,7 +77,17 @@ def gaussian(mean, cov, log_z=0.0, name="gaussian"):
 
 
 def mixture(means, scales, weights, name="mixture"):
-    """Normalized mixture of isotropic Gaussians ``Σ_k w_k N(μ_k, s_k² I)``; log Z = 0."""
+    """Normalized mixture of isotropic Gaussians ``Σ_k w_k N(μ_k, s_k² I)``; log Z = 0.
+
+    Args:
+        means: ``(K, d)`` component means μ_k.
+        scales: ``(K,)`` component standard deviations s_k.
+        weights: ``(K,)`` component weights w_k, summing to 1.
+        name: the target's label.
+
+    Returns:
+        The target, with its moments, an exact sampler and its modes.
+    """
     means = jnp.asarray(means, dtype=jnp.float32)
     scales = jnp.asarray(scales, dtype=jnp.float32)
     weights = jnp.asarray(weights, dtype=jnp.float32)
@@ -93,14 +114,34 @@ def mixture(means, scales, weights, name="mixture"):
 
 
 def two_mode(dim=1, weights=(0.3, 0.7), separation=4.0, scale=0.5):
-    """Two separated modes with unequal weights at ``∓separation/2`` along the diagonal."""
+    """Two separated modes with unequal weights at ``∓separation/2`` along the diagonal.
+
+    Args:
+        dim: d.
+        weights: the weights of the mode at ``−separation/2`` and of the one at
+            ``+separation/2``.
+        separation: distance between the two means.
+        scale: standard deviation of each mode, in every coordinate.
+
+    Returns:
+        The mixture :class:`Target`.
+    """
     direction = jnp.ones(dim) / jnp.sqrt(dim)
     means = jnp.stack([-0.5 * separation * direction, 0.5 * separation * direction])
     return mixture(means, jnp.full(2, scale), weights, name=f"two-mode d={dim}")
 
 
 def gmm40(seed=0, num_modes=40, box=40.0):
-    """FAB's 40-mode mixture: unit-variance modes, means uniform on ``[-box, box]²``."""
+    """FAB's 40-mode mixture: unit-variance modes, means uniform on ``[-box, box]²``.
+
+    Args:
+        seed: seed of the means.
+        num_modes: number of equally weighted modes.
+        box: half-width of the square of the means.
+
+    Returns:
+        The mixture :class:`Target`, in two dimensions.
+    """
     means = jax.random.uniform(jax.random.key(seed), (num_modes, 2), minval=-box, maxval=box)
     return mixture(means, jnp.ones(num_modes), jnp.full(num_modes, 1.0 / num_modes), name="gmm-40")
 
@@ -109,6 +150,13 @@ def funnel(dim=10, scale=3.0):
     """Neal's funnel (PDDS/AFT convention): ``v ~ N(0, scale²)``, ``x_{2:d} | v ~ N(0, e^v I)``.
 
     Normalized, so log Z = 0.
+
+    Args:
+        dim: d, with ``v`` the first coordinate.
+        scale: standard deviation of ``v``.
+
+    Returns:
+        The target, with its exact mean and sampler (no covariance).
     """
 
     def logdensity_fn(x):

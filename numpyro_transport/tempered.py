@@ -39,13 +39,15 @@ _LOG_ZERO = -1e30
 class TemperedResult(NamedTuple):
     """One run of :func:`build_tempered_smc`.
 
-    - **log_z** - Σ of the log-likelihood increments: log Ẑ once ``tempering_param`` is 1.
-    - **particles**, **weights** - ``(N, d)`` final particles and their normalized weights.
-    - **samples** - ``(N, d)`` systematic resample of the particles.
-    - **num_steps** - tempering steps T.
-    - **tempering_param** - final β (< 1 only if ``max_iterations`` stopped the run).
-    - **step_size** - the inner kernel's last step size (HMC) or scale s (RMH).
-    - **acceptance_rate** - the last step's mean acceptance.
+    Attributes:
+        log_z: Σ of the log-likelihood increments: log Ẑ once ``tempering_param`` is 1.
+        particles: ``(N, d)`` final particles.
+        weights: ``(N,)`` their normalized weights.
+        samples: ``(N, d)`` systematic resample of the particles.
+        num_steps: tempering steps T.
+        tempering_param: final β (< 1 only if ``max_iterations`` stopped the run).
+        step_size: the inner kernel's last step size (HMC) or scale s (RMH).
+        acceptance_rate: the last step's mean acceptance.
     """
 
     log_z: jax.Array
@@ -108,41 +110,14 @@ def _inner(kind, dim, scale_tril, num_integration_steps):
     return step, blackjax.rmh.init, initial, tuned
 
 
-def build_tempered_smc(
-    logdensity_fn,
-    reference_mean,
-    reference_scale_tril,
-    *,
-    inner: str = "hmc",
-    num_particles: int = 1000,
-    target_ess: float = 0.5,
-    num_mcmc_steps: int = 10,
-    num_integration_steps: int = 5,
-    max_iterations: int = 500,
+def _tuned_smc(
+    logprior_fn, loglikelihood_fn, kernel, target_acceptance, num_mcmc_steps, target_ess, dtype
 ):
-    """``run(rng_key) -> TemperedResult``: adaptive tempered SMC from N(mean, L Lᵀ) to γ.
-
-    Each tempering step (BlackJAX's order): choose the next β so that the incremental weights
-    have ESS ``target_ess · N``, resample (systematic), move every particle with
-    ``num_mcmc_steps`` steps of the ``inner`` kernel (``"hmc"`` with ``num_integration_steps``
-    leapfrog steps, or ``"rmh"``) targeting the previous π_β, reweight, retune. A
-    ``lax.while_loop`` runs until β = 1 or ``max_iterations``. ``run`` is pure and jit-able.
-    """
-    if inner not in INNER_KERNELS:
-        raise ValueError(f"inner={inner!r} must be one of {INNER_KERNELS}.")
-    mean = jnp.asarray(reference_mean, dtype=jnp.result_type(float))
-    scale_tril = jnp.asarray(reference_scale_tril, dtype=mean.dtype)
-    dim = mean.shape[0]
-    logprior_fn = _mvn_logpdf_fn(mean, scale_tril)
-
-    def loglikelihood_fn(x):
-        ll = logdensity_fn(x) - logprior_fn(x)
-        return jnp.where(jnp.isfinite(ll), ll, _LOG_ZERO)
-
-    step_fn, init_fn, initial, tuned = _inner(inner, dim, scale_tril, num_integration_steps)
+    """The initial inner-kernel parameters, and ``previous step size -> algorithm``: BlackJAX's
+    adaptive tempered SMC whose inner kernel is retuned on the particles after every step."""
+    step_fn, init_fn, initial, tuned = kernel
     # A leading axis of size 1 marks a parameter as shared by all particles.
-    shared = functools.partial(jax.tree.map, lambda a: jnp.asarray(a, mean.dtype)[None])
-    target_acceptance = _TARGET_ACCEPTANCE[inner]
+    shared = functools.partial(jax.tree.map, lambda a: jnp.asarray(a, dtype)[None])
 
     def tuned_smc(previous_size):
         # update_fn only sees (key, new SMC state, info), not the parameters it replaces, so
@@ -165,6 +140,65 @@ def build_tempered_smc(
             num_mcmc_steps=num_mcmc_steps,
             target_ess=target_ess,
         )
+
+    return initial, tuned_smc
+
+
+def build_tempered_smc(
+    logdensity_fn,
+    reference_mean,
+    reference_scale_tril,
+    *,
+    inner: str = "hmc",
+    num_particles: int = 1000,
+    target_ess: float = 0.5,
+    num_mcmc_steps: int = 10,
+    num_integration_steps: int = 5,
+    max_iterations: int = 500,
+):
+    """``run(rng_key) -> TemperedResult``: adaptive tempered SMC from N(mean, L Lᵀ) to γ.
+
+    Each tempering step (BlackJAX's order): choose the next β so that the incremental weights
+    have ESS ``target_ess · N``, resample (systematic), move every particle with
+    ``num_mcmc_steps`` steps of the ``inner`` kernel (``"hmc"`` with ``num_integration_steps``
+    leapfrog steps, or ``"rmh"``) targeting the previous π_β, reweight, retune. A
+    ``lax.while_loop`` runs until β = 1 or ``max_iterations``. ``run`` is pure and jit-able.
+
+    Args:
+        logdensity_fn: the unnormalized target ``x (d,) -> log γ(x)``; non-finite values
+            count as weight 0.
+        reference_mean: ``(d,)`` mean of the reference π₀.
+        reference_scale_tril: ``(d, d)`` lower-triangular scale L of π₀ = N(mean, L Lᵀ).
+        inner: the inner kernel, ``"hmc"`` or ``"rmh"`` (see the module).
+        num_particles: N.
+        target_ess: ESS fraction of the incremental weights that chooses each next β.
+        num_mcmc_steps: inner-kernel steps per particle and tempering step.
+        num_integration_steps: leapfrog steps per HMC step (``"hmc"`` only).
+        max_iterations: largest number of tempering steps.
+
+    Returns:
+        ``run(rng_key) -> TemperedResult``, one whole run.
+    """
+    if inner not in INNER_KERNELS:
+        raise ValueError(f"inner={inner!r} must be one of {INNER_KERNELS}.")
+    mean = jnp.asarray(reference_mean, dtype=jnp.result_type(float))
+    scale_tril = jnp.asarray(reference_scale_tril, dtype=mean.dtype)
+    dim = mean.shape[0]
+    logprior_fn = _mvn_logpdf_fn(mean, scale_tril)
+
+    def loglikelihood_fn(x):
+        ll = logdensity_fn(x) - logprior_fn(x)
+        return jnp.where(jnp.isfinite(ll), ll, _LOG_ZERO)
+
+    initial, tuned_smc = _tuned_smc(
+        logprior_fn,
+        loglikelihood_fn,
+        _inner(inner, dim, scale_tril, num_integration_steps),
+        _TARGET_ACCEPTANCE[inner],
+        num_mcmc_steps,
+        target_ess,
+        mean.dtype,
+    )
 
     def run(rng_key) -> TemperedResult:
         key_init, key_loop, key_final = jax.random.split(rng_key, 3)

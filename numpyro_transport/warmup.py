@@ -12,28 +12,27 @@ it beats the current one, so a sweep that degenerated can never drag the referen
 tempered sweeps continue until β = 1; then sweeps at β = 1 refit further, and the last warm-up
 sweep (no refit) fixes the λ-grid and inner sizes for the production sweeps.
 
-When the first reference is so far from p that β̂ < ``SMC_BELOW``, :func:`smc_reference` first
+When the first reference is so far from p that β̂ < ``SMC_BELOW``, :func:`smc_reference`
 runs BlackJAX's adaptive tempered SMC with a gradient-free random-walk kernel
 (:mod:`numpyro_transport.tempered`) from the reference to p, and adopts its moments if they score
 better on the pool: a posterior 100× narrower than its prior takes one SMC run there, where the
 tempered sweeps gain a factor of 2–4 in β each.
 
-The same functions drive :func:`numpyro_transport.transport` and the :class:`~numpyro_transport.AST`
-kernel, where warm-up iterations are these sweeps.
+These are the pieces; :mod:`numpyro_transport.driver` runs them, for every front-end.
 """
 
-import warnings
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from numpyro_transport import rng
 from numpyro_transport.config import TransportConfig
+from numpyro_transport.path import standard_normal_logpdf
 from numpyro_transport.reference import Reference, from_moments, from_samples, to_original
 from numpyro_transport.sweep import Schedule, SweepResult, empty_schedule
 from numpyro_transport.tempered import build_tempered_smc
+from numpyro_transport.weights import ess_fraction
 
 #: Candidate refits judged after each warm-up sweep (:func:`extrapolated_refits`).
 REFIT_LEVELS = 6
@@ -46,22 +45,22 @@ __all__ = [
     "init",
     "adapt",
     "pool_log_ratios",
-    "ess_fraction",
     "tempering_exponent",
+    "sweep_temperature",
     "extrapolated_refits",
     "smc_reference",
-    "warn_if_tempering_unfinished",
 ]
 
 
 class WarmupState(NamedTuple):
     """What the warm-up has learned so far.
 
-    - **reference** - the current :class:`~numpyro_transport.reference.Reference`.
-    - **schedule** - the λ-grid of the last adaptive sweep on this reference (frozen at the end).
-    - **temperature** - β of the next warm-up sweep, in (0, 1].
-    - **pool_ess** - ESS fraction of importance sampling p from ``reference`` on the pool.
-    - **pool_key** - the key of the fixed pool.
+    Attributes:
+        reference: the current :class:`~numpyro_transport.reference.Reference`.
+        schedule: the λ-grid of the last adaptive sweep on this reference (frozen at the end).
+        temperature: β of the next warm-up sweep, in (0, 1].
+        pool_ess: ESS fraction of importance sampling p from ``reference`` on the pool.
+        pool_key: the key of the fixed pool.
     """
 
     reference: Reference
@@ -72,24 +71,32 @@ class WarmupState(NamedTuple):
 
 
 def pool_log_ratios(pool_key, logdensity_fn, reference: Reference, num: int):
-    """log p(u) − log N(u; μ̂, LLᵀ) at ``num`` reference draws (−∞ where p is non-finite)."""
+    """log p(u) − log N(u; μ̂, LLᵀ) at ``num`` reference draws (−∞ where p is non-finite).
+
+    Args:
+        pool_key: the key of the pool's standard normal draws (common random numbers).
+        logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
+        reference: the :class:`~numpyro_transport.reference.Reference` the draws come from.
+        num: the pool's size, N·M.
+
+    Returns:
+        ``(num,)`` log-ratios.
+    """
     x = rng.normal(pool_key, (num, reference.mean.shape[0]))
     log_p = jax.vmap(logdensity_fn)(to_original(reference, x)) + reference.log_det
-    log_ref = -0.5 * jnp.sum(x**2, -1) - 0.5 * x.shape[-1] * jnp.log(2 * jnp.pi)
-    return jnp.where(jnp.isfinite(log_p), log_p - log_ref, -jnp.inf)
-
-
-def ess_fraction(log_r, beta=1.0):
-    """ESS/n of the importance weights exp(β r); 0 when no weight is finite."""
-    scaled = jnp.where(jnp.isfinite(log_r), beta * log_r, -jnp.inf)
-    top = jnp.max(scaled)
-    w = jnp.exp(scaled - jnp.where(jnp.isfinite(top), top, 0.0))
-    ess = jnp.sum(w) ** 2 / jnp.sum(w**2) / log_r.shape[0]
-    return jnp.where(jnp.isfinite(top), ess, 0.0)
+    return jnp.where(jnp.isfinite(log_p), log_p - standard_normal_logpdf(x), -jnp.inf)
 
 
 def tempering_exponent(log_r, target_ess: float):
-    """Largest β ≤ 1 with ``ess_fraction(log_r, β) ≥ target_ess`` (bisection; 1 if β = 1 does)."""
+    """Largest β ≤ 1 with ``ess_fraction(log_r, β) ≥ target_ess`` (bisection; 1 if β = 1 does).
+
+    Args:
+        log_r: ``(n,)`` importance log-ratios of the pool.
+        target_ess: the ESS fraction to keep.
+
+    Returns:
+        β̂ in [0, 1], a scalar array.
+    """
 
     def bisect(_, bounds):
         lo, hi = bounds
@@ -109,8 +116,20 @@ def init(
     tempering_ess,
     log_r=None,
 ):
-    """Warm-up state for ``reference``, and the pool's log-ratios (to check the start; pass them
-    as ``log_r`` if already computed)."""
+    """Warm-up state for ``reference``, and the pool's log-ratios.
+
+    Args:
+        pool_key: the key of the fixed pool of N·M reference draws.
+        logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
+        reference: the first :class:`~numpyro_transport.reference.Reference`.
+        config: the :class:`~numpyro_transport.config.TransportConfig` (pool size N·M).
+        tempering_ess: the ESS fraction that sets β̂ (:func:`tempering_exponent`).
+        log_r: the pool's log-ratios, if already computed.
+
+    Returns:
+        The first :class:`WarmupState` and the pool's ``(N·M,)`` log-ratios (to check the
+        start).
+    """
     if log_r is None:
         num_pool = config.num_particles * config.num_inner
         log_r = pool_log_ratios(pool_key, logdensity_fn, reference, num_pool)
@@ -125,7 +144,15 @@ def init(
 
 
 def sweep_temperature(state: WarmupState, final):
-    """β of the next sweep: 1 for the ``final`` (frozen-grid) sweep."""
+    """β of the next sweep: 1 for the ``final`` (frozen-grid) sweep.
+
+    Args:
+        state: the :class:`WarmupState`.
+        final: whether the next sweep is the last warm-up sweep (may be traced).
+
+    Returns:
+        β, a scalar array.
+    """
     return jnp.where(final, 1.0, state.temperature)
 
 
@@ -146,6 +173,15 @@ def extrapolated_refits(result: SweepResult, reference: Reference, temperature):
     p^τ·ref^(1−τ). Levels that reach τ = 1 more than once instead inflate the covariance by
     1.15^j (importance sampling forgives a reference too wide far more than one too narrow).
     Fits that are not positive definite come out non-finite and are never chosen.
+
+    Args:
+        result: the :class:`~numpyro_transport.sweep.SweepResult` of the tempered sweep (its
+            Rao–Blackwellized ``mean`` and ``cov``).
+        reference: the :class:`~numpyro_transport.reference.Reference` the sweep ran on.
+        temperature: β of the sweep.
+
+    Returns:
+        A stack of ``REFIT_LEVELS`` candidate references (leading axis on every field).
     """
     eye = jnp.eye(reference.mean.shape[0])
     p_ref = jax.scipy.linalg.cho_solve((reference.scale_tril, True), eye)
@@ -200,8 +236,18 @@ def smc_reference(
     """Adopt the moments of a tempered SMC run from ``state.reference`` to p if they score better.
 
     The run has N·M particles and max(10, min(d, 50)) random-walk steps per tempering step
-    (its mixing time grows like d). Returns the new state, whether the fit was adopted, and the
-    log-density evaluations spent (BlackJAX's T·N·M·(steps + 3), plus the pool).
+    (its mixing time grows like d).
+
+    Args:
+        rng_key: a JAX PRNG key for the SMC run.
+        state: the :class:`WarmupState` whose reference the run starts from.
+        logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
+        config: the :class:`~numpyro_transport.config.TransportConfig` (N·M particles).
+        tempering_ess: the ESS fraction that sets β̂ of a reference.
+
+    Returns:
+        The new state, whether the fit was adopted, and the log-density evaluations spent
+        (BlackJAX's T·N·M·(steps + 3), plus the pool).
     """
     dim = state.reference.mean.shape[0]
     num_pool = config.num_particles * config.num_inner
@@ -233,25 +279,20 @@ def adapt(
 
     Records its grid; unless ``final``, considers the extrapolated refits of
     :func:`extrapolated_refits` and keeps the best on the pool if it beats the current reference
-    (:func:`_score`, common random numbers); β becomes the new reference's β̂. Returns the new
-    state and whether a refit was accepted.
+    (:func:`_score`, common random numbers); β becomes the new reference's β̂.
+
+    Args:
+        state: the :class:`WarmupState` the sweep ran on.
+        result: the adaptive sweep's :class:`~numpyro_transport.sweep.SweepResult`.
+        logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
+        config: the :class:`~numpyro_transport.config.TransportConfig`.
+        tempering_ess: the ESS fraction that sets β̂ of a reference.
+        final: whether this was the last warm-up sweep (no refit; may be traced).
+
+    Returns:
+        The new state (with the sweep's grid) and whether a refit was accepted.
     """
     temperature = sweep_temperature(state, final)
     candidates = extrapolated_refits(result, state.reference, temperature)
     new_state, adopted = _best(state, candidates, logdensity_fn, config, tempering_ess, ~final)
     return new_state._replace(schedule=result.schedule), adopted
-
-
-def warn_if_tempering_unfinished(temperature, what: str):
-    """Warn when the warm-up ended with β̂ < 1: importance sampling from the final reference
-    could not reach the target, so its sweeps are unreliable (a missed region, a biased Ẑ)."""
-    beta = float(np.min(np.asarray(temperature)))
-    if beta < 1:
-        warnings.warn(
-            f"The warm-up of {what} ended with tempering exponent β = {beta:.2f} < 1: the fitted "
-            "Gaussian reference is still far from the target, so log Ẑ and the draws may be "
-            "badly biased. Give a better reference=(mean, cov), more warm-up sweeps or more "
-            "particles.",
-            RuntimeWarning,
-            stacklevel=3,
-        )

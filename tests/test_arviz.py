@@ -78,10 +78,21 @@ def test_figures_need_the_transport_group(mcmc):
 
 def test_transport_result_of_a_model_to_arviz():
     """``transport()`` on a NumPyro model: constrained draws, and a DataTree whose chains are the
-    frozen sweeps, with the log-likelihood and the transport group."""
+    frozen sweeps, with the log-likelihood and the transport group. Seed 1 with three warm-up
+    sweeps gives the draws and log Ẑ of the engine before the one-driver refactor (see
+    test_api.py's ``test_same_key_same_draws_as_before_the_driver``)."""
     result = transport(
-        model, jax.random.key(1), model_args=(Y,), num_sweeps=2, progress=False, **OPTIONS
+        jax.random.key(1),
+        model=model,
+        model_args=(Y,),
+        num_warmup=3,
+        num_sweeps=2,
+        progress=False,
+        **OPTIONS,
     )
+    assert result.log_evidence == pytest.approx(-7.119268930218327, abs=1e-4)
+    expected = [0.8898565173149109, 0.86805659532547, 1.013067603111267, 1.6928737163543701]
+    np.testing.assert_allclose(result.samples["mu"][:4], expected, rtol=1e-4)
     assert set(result.samples) == {"mu", "sigma", "snr"} and result.samples["mu"].shape == (64,)
     assert np.all(result.samples["sigma"] > 0)
     tree = result.to_arviz(log_likelihood=True)
@@ -93,7 +104,7 @@ def test_transport_result_of_a_model_to_arviz():
 
 
 def test_transport_result_of_a_log_density_to_arviz():
-    result = transport(half_normal, jax.random.key(2), **HALF_NORMAL_OPTIONS)
+    result = transport(jax.random.key(2), logdensity_fn=half_normal, **HALF_NORMAL_OPTIONS)
     tree = result.to_arviz()
     assert dict(tree["posterior"].dataset["x"].sizes) == {"chain": 4, "draw": 256, "x_dim_0": 1}
     assert {"chain", "sweep", "step"} <= set(tree["transport"].dataset.dims)

@@ -12,7 +12,7 @@ import pytest
 from numpyro.diagnostics import effective_sample_size
 
 from numpyro_transport import TransportConfig, combine_evidence
-from numpyro_transport.blackjax import ASTInfo, ASTState, ast
+from numpyro_transport.blackjax_api import ASTChainState, ASTInfo, ast
 
 OPTIONS = dict(num_particles=32, max_inner_blocks=1, max_steps=32)
 # Two leaves, {"a": scalar, "b": (2,)}, independent N(1, 1) and N(−3, 0.5²), in ravel order.
@@ -81,7 +81,7 @@ def test_gaussian_moments_and_evidence(step, initial_state):
 def test_jitted_step_traces_once(step, initial_state):
     """jit works on ``step``; states from ``init`` and from ``step`` share one trace."""
     state, _, infos = run(step, initial_state, jax.random.key(3), 5)
-    assert isinstance(state, ASTState)
+    assert isinstance(state, ASTChainState)
     assert infos.is_accepted[0]  # log Ẑ = −∞ after init: the first step always moves
     assert np.all(np.isfinite(infos.log_evidence))
     assert np.all((infos.ess > 0) & (infos.ess <= 1))

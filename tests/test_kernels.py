@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from jax.scipy.stats import multivariate_normal
 
-from numpyro_transport import TransportConfig, inner, moves, targets
+from numpyro_transport import TransportConfig, drift, moves, targets
 from numpyro_transport.path import backward_logpdf, gaussian_logpdf, linear_interpolant
 from numpyro_transport.reference import from_moments
-from numpyro_transport.sweep import sweep
+from numpyro_transport.sweep import run_sweep
 
 # Compiled whole: op by op, each estimator call compiles dozens of small programs.
-draw = jax.jit(inner.draw, static_argnums=(0, 5))
-estimate = jax.jit(inner.estimate, static_argnums=(5, 6, 7, 8))
+draw = jax.jit(drift.draw, static_argnums=(0, 5))
+estimate = jax.jit(drift.estimate, static_argnums=(5,))
 
 
 def test_backward_kernels_compose():
@@ -47,7 +47,7 @@ def _summary(key, k=6, d=4, cov_scale=0.7, iso_var=0.2):
     points = jax.random.normal(k1, (k, d))
     weights = jax.nn.softmax(jax.random.normal(k2, (k,)))
     mean = jax.random.normal(k3, (d,))
-    return inner.DriftEstimate(
+    return drift.DriftEstimate(
         mean, points, weights, jnp.asarray(3.0), jnp.asarray(cov_scale), jnp.asarray(iso_var)
     )
 
@@ -107,6 +107,19 @@ def _exact_posterior(target, y, lam):
     return mean, cov, log_g
 
 
+def _estimator_config(num_inner, neighbours, batch=16, shrinkage=0.0, blocks=1):
+    """Options of the drift estimator: ``num_inner·blocks`` support points, ``neighbours``
+    pooled particles, ``batch`` particles per chunk, pseudo-count ``shrinkage``."""
+    return TransportConfig(
+        num_particles=max(neighbours, 2),
+        num_inner=num_inner,
+        max_inner_blocks=blocks,
+        pool_neighbours=neighbours,
+        pool_batch=batch,
+        shrinkage=shrinkage,
+    )
+
+
 @pytest.mark.parametrize("lam", [0.0, 0.5, 20.0])
 def test_own_estimator_matches_exact_posterior(lam):
     """I2 on N(μ, Σ): m̂, Ĉ and log Ĝ match the exact posterior of X | Y_λ = y and Z·ν_λ(y)
@@ -114,9 +127,10 @@ def test_own_estimator_matches_exact_posterior(lam):
     target = _gaussian_target(3)
     y = jnp.array([[0.5, -1.0, 2.0]]) * lam
     m = 40_000
-    noise = inner.new_noise(jax.random.key(4), 1, 1, m, 3)
+    noise = drift.new_noise(jax.random.key(4), 1, 1, m, 3)
     draws = draw(target.logdensity_fn, noise, y, lam, 1, False)
-    est = estimate(jax.random.key(5), draws, y, lam, 1, m, 1, 1, 0.0)
+    own = _estimator_config(m, neighbours=1, batch=1, shrinkage=0.0)
+    est = estimate(jax.random.key(5), draws, y, lam, 1, own)
     mean, cov, log_g = _exact_posterior(target, y[0], lam)
     w = est.weights[0]
     ess = est.ess[0]
@@ -127,7 +141,7 @@ def test_own_estimator_matches_exact_posterior(lam):
     assert jnp.all(jnp.abs(c_hat - cov) < 5 * se_cov + 1e-6)
     ratio = jnp.exp(draws.log_r[0] - jnp.max(draws.log_r[0]))
     se_log_g = jnp.std(ratio) / (jnp.sqrt(m) * jnp.mean(ratio))
-    assert abs(inner.log_g(draws, y, lam, m)[0] - log_g) < 5 * se_log_g + 1e-4
+    assert abs(drift.log_g(draws, y, lam, m)[0] - log_g) < 5 * se_log_g + 1e-4
 
 
 def test_pooled_estimator_and_gradient_gate():
@@ -139,20 +153,21 @@ def test_pooled_estimator_and_gradient_gate():
     y = lam * target.sample(jax.random.key(6), n) + jnp.sqrt(lam) * jax.random.normal(
         jax.random.key(7), (n, 2)
     )
-    noise = inner.new_noise(jax.random.key(8), n, 1, m, 2)
+    noise = drift.new_noise(jax.random.key(8), n, 1, m, 2)
     draws = draw(target.logdensity_fn, noise, y, lam, 1, False)
-    est = estimate(jax.random.key(9), draws, y, lam, 1, m, 8, 16, 0.0)
+    est = estimate(jax.random.key(9), draws, y, lam, 1, _estimator_config(m, neighbours=8))
     exact = jax.vmap(lambda yy: _exact_posterior(target, yy, lam)[0])(y)
     post_sd = jnp.sqrt(jnp.diagonal(_exact_posterior(target, y[0], lam)[1]))
     own_se = post_sd / jnp.sqrt(est.ess[:, None])
     assert jnp.all(jnp.abs(est.mean - exact) < 5 * own_se)
-    own = estimate(jax.random.key(9), draws, y, lam, 1, m, 1, 16, 0.0)
+    own = estimate(jax.random.key(9), draws, y, lam, 1, _estimator_config(m, neighbours=1))
     assert jnp.mean((est.mean - exact) ** 2) < jnp.mean((own.mean - exact) ** 2)
 
     white = targets.gaussian(jnp.zeros(2), jnp.eye(2))
     draws = draw(white.logdensity_fn, noise, y, lam, 1, True)
     for neighbours in (1, 8, n):
-        est = estimate(jax.random.key(10), draws, y, lam, 1, m, neighbours, 16, 0.0)
+        config = _estimator_config(m, neighbours=neighbours)
+        est = estimate(jax.random.key(10), draws, y, lam, 1, config)
         np.testing.assert_allclose(est.mean, y / (1 + lam), atol=1e-4)
 
 
@@ -165,13 +180,12 @@ def test_pooled_estimator_ignores_inactive_blocks(with_grad):
     target = _gaussian_target(3, seed=2)
     lam, n, m = 2.0, 32, 8
     y = jax.random.normal(jax.random.key(11), (n, 3)) * 2.0
-    noise = inner.new_noise(jax.random.key(12), n, 4, m, 3)
+    noise = drift.new_noise(jax.random.key(12), n, 4, m, 3)
     for active in (1, 2):
         full = draw(target.logdensity_fn, noise, y, lam, active, with_grad)
         alone = draw(target.logdensity_fn, noise[:, :active], y, lam, active, with_grad)
-        a, b = (
-            estimate(jax.random.key(13), d, y, lam, active, 16, 8, 8, 4.0) for d in (full, alone)
-        )
+        config = _estimator_config(m, neighbours=8, batch=8, shrinkage=4.0, blocks=2)
+        a, b = (estimate(jax.random.key(13), d, y, lam, active, config) for d in (full, alone))
         for name in ("mean", "points", "ess", "cov_scale"):
             np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-5, atol=1e-5)
 
@@ -191,7 +205,7 @@ def test_sweep_recovers_the_particles_log_density():
     reference = from_moments(jnp.array([0.5, -1.0]), jnp.diag(jnp.array([4.0, 0.25])))
     config = TransportConfig(num_particles=32, max_inner_blocks=1, max_steps=32)
     run = jax.jit(
-        lambda beta: sweep(
+        lambda beta: run_sweep(
             jax.random.key(14), target.logdensity_fn, reference, config, temperature=beta
         )
     )

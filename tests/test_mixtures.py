@@ -15,8 +15,8 @@ NUM_SWEEPS = 8
 def _run(dim, num_sweeps=NUM_SWEEPS, seed=0):
     target = targets.two_mode(dim=dim, weights=(0.3, 0.7))
     result = transport(
-        target.logdensity_fn,
         jax.random.key(seed),
+        logdensity_fn=target.logdensity_fn,
         reference=(np.zeros(dim), 4.0 * np.eye(dim)),
         num_particles=256,
         num_sweeps=num_sweeps,
@@ -80,8 +80,8 @@ def test_gmm40_finds_modes():
     0.1 of 0 (seed 0)."""
     target = targets.gmm40()
     result = transport(
-        target.logdensity_fn,
         jax.random.key(0),
+        logdensity_fn=target.logdensity_fn,
         reference=(np.zeros(2), 25.0**2 * np.eye(2)),
         num_particles=512,
         progress=False,

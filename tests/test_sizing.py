@@ -74,13 +74,13 @@ def test_pilots_grow_until_the_rule_extrapolates_at_most_fourfold(
 
 
 def test_failed_pilot_says_it_was_the_pilot(monkeypatch):
-    """A pilot sweep whose particles all get zero weight stops ``transport()``; the error says
+    """A pilot sweep whose particles all get zero weight stops the driver's run; the error says
     that it came from ``num_particles="auto"``'s pilot, and how to skip it."""
 
     def failing(*args, **kwargs):
         raise FloatingPointError("Every particle got zero weight during the frozen sweep.")
 
-    monkeypatch.setattr(sizing, "transport", failing)
+    monkeypatch.setattr(sizing.driver, "run", failing)
     config = TransportConfig(num_particles=32)
     message = r"auto'.*pilot run with 32 .*zero weight.*integer"
     with pytest.raises(FloatingPointError, match=message):

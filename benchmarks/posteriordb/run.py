@@ -29,7 +29,7 @@ import numpyro
 
 from benchmarks.posteriordb.models import POSTERIORS, flatten_samples
 from numpyro_transport import compare
-from numpyro_transport.compare import SAMPLERS
+from numpyro_transport.comparison import SAMPLERS
 
 TARGET_Z = 0.1  # the target for AST: max z-error of the means
 TARGET_SD = 0.1  # ... and every sd within 10 % of the reference

@@ -17,10 +17,10 @@ from jax import monitoring
 from numpyro.infer import MCMC, NUTS
 
 from numpyro_transport.baselines import blackjax_smc
-from numpyro_transport.engine import combine_evidence
 from numpyro_transport.inference_data import from_numpyro, log_evidence, to_arviz
 from numpyro_transport.kernel import AST
 from numpyro_transport.model import model_run
+from numpyro_transport.weights import combine_evidence
 
 __all__ = ["Comparison", "compare", "SAMPLERS"]
 
@@ -31,6 +31,7 @@ _COMPILE_EVENTS = (
     "/jax/core/compile/backend_compile_duration",
 )
 _compile_seconds = [0.0]
+_listening = []
 
 
 def _on_event(event, duration, **_):
@@ -38,26 +39,33 @@ def _on_event(event, duration, **_):
         _compile_seconds[0] += duration
 
 
-monitoring.register_event_duration_secs_listener(_on_event)
+def _listen_to_compiles():
+    """Count JAX's compile time from the first :func:`compare` on (one listener per process;
+    importing the package registers none)."""
+    if not _listening:
+        monitoring.register_event_duration_secs_listener(_on_event)
+        _listening.append(True)
 
 
 @dataclass(frozen=True)
 class Comparison:
     """What :func:`compare` returns.
 
-    - **trees** - ``{sampler: DataTree}``; AST's has the ``transport`` group.
-    - **table** - one row per sampler: ``wall_s`` (everything, compilation included),
-      ``compile_s``, ``ess_bulk_min``, ``ess_tail_min``, ``ess_per_s`` (min bulk ESS over the
-      wall time net of compilation), ``r_hat_max``, ``divergences`` (NUTS), ``log_z`` and
-      ``log_z_se`` (AST; SMC's ``log_z_se`` is the sd over its runs/√runs),
-      ``evaluations`` and ``gradients`` (log-density evaluations, with and without gradient).
-    - **agreement** - one row per scalar parameter and sampler other than the first:
-      ``mean_diff_sd`` (difference of means over the pooled posterior sd), ``sd_ratio``,
-      ``z`` (difference of means over its Monte Carlo standard error), ``r_hat`` (the larger
-      of the two samplers' R̂) and ``disagree``: a difference a user would see
-      (|mean_diff_sd| > 0.1 or an sd off by 10 %) that is either beyond Monte Carlo noise
-      (|z| > 4) or comes with a sampler that has not converged (R̂ > 1.05, where the standard
-      errors themselves are unreliable).
+    Attributes:
+        trees: ``{sampler: DataTree}``; AST's has the ``transport`` group.
+        table: one row per sampler: ``wall_s`` (everything, compilation included),
+            ``compile_s``, ``ess_bulk_min``, ``ess_tail_min``, ``ess_per_s`` (min bulk ESS over
+            the wall time net of compilation), ``r_hat_max``, ``divergences`` (NUTS), ``log_z``
+            and ``log_z_se`` (AST; SMC's ``log_z_se`` is the sd over its runs/√runs),
+            ``evaluations`` and ``gradients`` (log-density evaluations, with and without
+            gradient).
+        agreement: one row per scalar parameter and sampler other than the first:
+            ``mean_diff_sd`` (difference of means over the pooled posterior sd), ``sd_ratio``,
+            ``z`` (difference of means over its Monte Carlo standard error), ``r_hat`` (the
+            larger of the two samplers' R̂) and ``disagree``: a difference a user would see
+            (|mean_diff_sd| > 0.1 or an sd off by 10 %) that is either beyond Monte Carlo noise
+            (|z| > 4) or comes with a sampler that has not converged (R̂ > 1.05, where the
+            standard errors themselves are unreliable).
     """
 
     trees: dict
@@ -65,9 +73,18 @@ class Comparison:
     agreement: pd.DataFrame
 
     def plot(self, var_names=None, **plot_dist_kwargs):
-        """Overlay each sampler's marginals (``arviz_plots.plot_dist``, one colour per
-        sampler); the titles of parameters where the samplers disagree turn red and get a "≠".
-        Returns the ``PlotCollection`` (``.savefig(path)`` saves it)."""
+        """Overlay each sampler's marginals (``arviz_plots.plot_dist``, one colour per sampler).
+
+        The titles of parameters where the samplers disagree turn red and get a "≠".
+
+        Args:
+            var_names: the variables to plot (``arviz_plots.plot_dist``'s ``var_names``);
+                ``None`` plots them all.
+            **plot_dist_kwargs: other keyword arguments of ``arviz_plots.plot_dist``.
+
+        Returns:
+            The ``PlotCollection`` (``.savefig(path)`` saves it).
+        """
         import arviz_plots as azp  # noqa: PLC0415 (the plotting stack is loaded on demand)
 
         pc = azp.plot_dist(dict(self.trees), var_names=var_names, **plot_dist_kwargs)
@@ -116,7 +133,11 @@ def compare(
         progress_bar: a progress bar per MCMC sampler.
         **model_kwargs: keyword arguments of the model.
 
-    Example:
+    Returns:
+        The samplers' :class:`Comparison`: one DataTree per sampler, the table of costs and
+        diagnostics and the agreement table.
+
+    Examples:
         >>> import jax, numpyro, numpyro.distributions as dist
         >>> from numpyro_transport import compare
         >>> def model(y):
@@ -141,6 +162,7 @@ def compare(
         "nuts": lambda key: _run_nuts(key, *problem, num_warmup, **settings),
         "smc": lambda key: _run_smc(key, *problem, smc_options, **settings),
     }
+    _listen_to_compiles()
     trees, rows = {}, {}
     for name in samplers:
         start, compiled = time.perf_counter(), _compile_seconds[0]
@@ -184,7 +206,7 @@ def _run_ast(key, model, model_args, model_kwargs, ast_warmup, options, **settin
     # One run() compiles one program; the state counts the warm-up's evaluations.
     mcmc = _mcmc(AST(model, **(options or {})), ast_warmup, **settings)
     mcmc.run(key, *model_args, extra_fields=("num_evaluations",), **model_kwargs)
-    warmup = int(np.sum(np.asarray(mcmc.last_state.warmup_evaluations, dtype=np.int64)))
+    warmup = int(np.sum(np.asarray(mcmc.last_state.driver.num_evaluations, dtype=np.int64)))
     if mcmc.sampler.sizing is not None:  # the pilot run of num_particles="auto"
         warmup += mcmc.sampler.sizing.num_evaluations
     evaluations = warmup + _extra_total(mcmc, "num_evaluations")
