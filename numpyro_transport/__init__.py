@@ -3,7 +3,8 @@
 The top level holds what a user calls. The building blocks (``driver``, ``sweep``, ``drift``,
 ``moves``, ``warmup``, ``pimh``, ``blackjax_api``, …) are importable from their modules.
 Importing the package loads no plotting or table library and registers nothing: the ArviZ
-conversion and :func:`compare` load ArviZ and pandas when first used.
+conversion and [`compare`][numpyro_transport.comparison.compare] load ArviZ and pandas when first
+used.
 """
 
 import importlib

@@ -1,10 +1,11 @@
 """BlackJAX's adaptive tempered SMC, tuned, as the baseline run side by side with AST.
 
-:func:`blackjax_smc` is BlackJAX's adaptive tempered SMC with an HMC inner kernel, tuned
-between tempering steps with ``blackjax.inner_kernel_tuning`` (:mod:`numpyro_transport.tempered`).
-It tempers the geometric path from the same Gaussian reference N(mean, L Lᵀ) our sampler starts
-from, so its log Ẑ estimates the log Z of ``logdensity_fn`` and the two samplers are compared on
-the same problem. It is used by :func:`numpyro_transport.compare` and by the benchmarks.
+[`blackjax_smc`][numpyro_transport.baselines.blackjax_smc] is BlackJAX's adaptive tempered SMC with
+an HMC inner kernel, tuned between tempering steps with ``blackjax.inner_kernel_tuning``
+([`numpyro_transport.tempered`][numpyro_transport.tempered]). It tempers the geometric path from the
+same Gaussian reference N(mean, L Lᵀ) our sampler starts from, so its log Ẑ estimates the log Z of
+``logdensity_fn`` and the two samplers are compared on the same problem. It is used by
+[`numpyro_transport.compare`][numpyro_transport.comparison.compare] and by the benchmarks.
 """
 
 import time
@@ -32,8 +33,9 @@ def blackjax_smc(
 ) -> dict:
     """BlackJAX adaptive tempered SMC from the Gaussian reference to ``logdensity_fn``.
 
-    The ``"hmc"`` run of :func:`~numpyro_transport.tempered.build_tempered_smc` (path, tuning
-    and the treatment of non-finite values are described there), compiled ahead of time and timed.
+    The ``"hmc"`` run of [`build_tempered_smc`][numpyro_transport.tempered.build_tempered_smc]
+    (path, tuning and the treatment of non-finite values are described there), compiled ahead
+    of time and timed.
 
     Cost counted per tempering step, N particles, M MCMC steps, K leapfrog steps (evaluations of
     ``logdensity_fn`` only; the reference density is not counted):

@@ -1,10 +1,10 @@
 """Annealed stochastic transport as a BlackJAX sampling algorithm.
 
-``init`` runs the warm-up of :mod:`numpyro_transport.driver`: adaptive sweeps that fit the
-Gaussian reference to the target and freeze the λ-grid. Each ``step`` is then one particle
-independent Metropolis–Hastings transition on a frozen sweep (:mod:`numpyro_transport.pimh`):
-exact for any number of particles, and free of gradients. Positions are pytrees, flattened with
-``jax.flatten_util.ravel_pytree``.
+``init`` runs the warm-up of [`numpyro_transport.driver`][numpyro_transport.driver]: adaptive sweeps
+that fit the Gaussian reference to the target and freeze the λ-grid. Each ``step`` is then one
+particle independent Metropolis–Hastings transition on a frozen sweep
+([`numpyro_transport.pimh`][numpyro_transport.pimh]): exact for any number of particles, and free of
+gradients. Positions are pytrees, flattened with ``jax.flatten_util.ravel_pytree``.
 """
 
 import functools
@@ -25,7 +25,8 @@ from numpyro_transport.sweep import Schedule, run_sweep
 
 __all__ = ["ASTChainState", "ASTInfo", "init", "build_kernel", "as_top_level_api", "ast"]
 
-#: Information on one transition (fields documented in :class:`~numpyro_transport.pimh.PIMHInfo`).
+#: Information on one transition (fields documented in
+#: [`PIMHInfo`][numpyro_transport.pimh.PIMHInfo]).
 ASTInfo = pimh.PIMHInfo
 
 
@@ -37,9 +38,9 @@ class ASTChainState(NamedTuple):
         logdensity: log-density at ``position``.
         log_evidence: log Ẑ of the sweep that proposed ``position``; −∞ after ``init``, so
             the first step always moves.
-        reference: the Gaussian :class:`~numpyro_transport.reference.Reference` fitted by
+        reference: the Gaussian [`Reference`][numpyro_transport.Reference] fitted by
             the warm-up, over the flattened position.
-        schedule: the :class:`~numpyro_transport.sweep.Schedule` (λ-grid and inner sizes)
+        schedule: the [`Schedule`][numpyro_transport.sweep.Schedule] (λ-grid and inner sizes)
             frozen by the warm-up; every step replays it, so each Ẑ* is unbiased.
     """
 
@@ -69,13 +70,14 @@ def init(
     From the reference N(position, I) (or ``reference=(mean, cov)`` over the flattened
     position), moved first by a tempered SMC run if it is far from the target, ``num_warmup``
     warm-up sweeps fit the reference and fix the λ-grid (the warm-up rule of
-    :mod:`numpyro_transport.driver`). Pure JAX: jit-able and vmap-able over positions and keys.
+    [`numpyro_transport.driver`][numpyro_transport.driver]). Pure JAX: jit-able and vmap-able over
+    positions and keys.
 
     Args:
         position: the initial position, a pytree.
         logdensity_fn: the unnormalized log-density over pytree positions.
         rng_key: a JAX PRNG key; defaults to ``jax.random.key(0)``.
-        config: the :class:`~numpyro_transport.TransportConfig`; defaults to
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig]; defaults to
             ``TransportConfig()``.
         num_warmup: warm-up sweeps (≥ 1), tempered ones included.
         tempering_ess: warm-up tempers towards p^β·reference^(1−β) while importance sampling
@@ -120,7 +122,7 @@ def build_kernel(config: TransportConfig) -> Callable:
     """Build the AST kernel: one PIMH transition on a frozen sweep.
 
     Args:
-        config: the :class:`~numpyro_transport.TransportConfig` of the sweeps.
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig] of the sweeps.
 
     Returns:
         A kernel ``(rng_key, state, logdensity_fn) -> (state, info)`` of type
@@ -167,12 +169,13 @@ def as_top_level_api(
             Non-finite values give zero weight.
         num_particles: N, particles per sweep.
         num_warmup: warm-up sweeps (≥ 1) run by ``init``, tempered ones included; the last
-            one's λ-grid is frozen (the warm-up rule of :mod:`numpyro_transport.driver`).
+            one's λ-grid is frozen (the warm-up rule of
+            [`numpyro_transport.driver`][numpyro_transport.driver]).
         tempering_ess: warm-up tempers towards p^β·reference^(1−β) while importance sampling
             from the reference has an ESS fraction below this.
         reference: optional ``(mean, cov)`` of the first reference over the flattened
             position; default N(position, I).
-        **options: other :class:`~numpyro_transport.TransportConfig` options.
+        **options: other [`TransportConfig`][numpyro_transport.TransportConfig] options.
 
     Returns:
         A ``SamplingAlgorithm`` with ``init(position, rng_key=None)`` and

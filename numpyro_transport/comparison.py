@@ -1,9 +1,10 @@
 """Run AST next to NUTS (and BlackJAX's tempered SMC) on one NumPyro model: one table, one figure.
 
-:func:`compare` runs each sampler on the same model and data and returns a :class:`Comparison`:
-one ArviZ DataTree per sampler, a table of costs and diagnostics, and a per-parameter agreement
-table. Disagreement between samplers is measured in posterior standard deviations (what a user
-would notice) and in Monte Carlo standard errors (what cannot be noise).
+[`compare`][numpyro_transport.comparison.compare] runs each sampler on the same model and data and
+returns a [`Comparison`][numpyro_transport.comparison.Comparison]: one ArviZ DataTree per sampler, a
+table of costs and diagnostics, and a per-parameter agreement table. Disagreement between samplers
+is measured in posterior standard deviations (what a user would notice) and in Monte Carlo standard
+errors (what cannot be noise).
 """
 
 import time
@@ -40,8 +41,8 @@ def _on_event(event, duration, **_):
 
 
 def _listen_to_compiles():
-    """Count JAX's compile time from the first :func:`compare` on (one listener per process;
-    importing the package registers none)."""
+    """Count JAX's compile time from the first [`compare`][numpyro_transport.comparison.compare] on
+    (one listener per process; importing the package registers none)."""
     if not _listening:
         monitoring.register_event_duration_secs_listener(_on_event)
         _listening.append(True)
@@ -49,7 +50,7 @@ def _listen_to_compiles():
 
 @dataclass(frozen=True)
 class Comparison:
-    """What :func:`compare` returns.
+    """What [`compare`][numpyro_transport.comparison.compare] returns.
 
     Attributes:
         trees: ``{sampler: DataTree}``; AST's has the ``transport`` group.
@@ -128,14 +129,14 @@ def compare(
         num_chains: independent chains, vectorized (for SMC: independent runs,
             vectorized).
         ast_warmup: AST warm-up iterations; each is a whole adaptive sweep, so a few suffice.
-        ast_options: options of :class:`~numpyro_transport.AST` (``num_particles``, …).
-        smc_options: options of :func:`~numpyro_transport.baselines.blackjax_smc`.
+        ast_options: options of [`AST`][numpyro_transport.AST] (``num_particles``, …).
+        smc_options: options of [`blackjax_smc`][numpyro_transport.baselines.blackjax_smc].
         progress_bar: a progress bar per MCMC sampler.
         **model_kwargs: keyword arguments of the model.
 
     Returns:
-        The samplers' :class:`Comparison`: one DataTree per sampler, the table of costs and
-        diagnostics and the agreement table.
+        The samplers' [`Comparison`][numpyro_transport.comparison.Comparison]: one DataTree per
+        sampler, the table of costs and diagnostics and the agreement table.
 
     Examples:
         >>> import jax, numpyro, numpyro.distributions as dist

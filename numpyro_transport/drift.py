@@ -74,7 +74,8 @@ class InnerDraws(NamedTuple):
 class DriftEstimate(NamedTuple):
     """A particle's summary of p_λ(x | y), as the moves consume it.
 
-    The moves use the shrunk covariance ``cov_scale·Ĉ + iso_var·I`` (see :func:`shrink`).
+    The moves use the shrunk covariance ``cov_scale·Ĉ + iso_var·I`` (see
+    [`shrink`][numpyro_transport.drift.shrink]).
 
     Attributes:
         mean: ``(N, d)`` the drift m̂.
@@ -130,14 +131,15 @@ def draw(logdensity_fn, noise, y, lam, num_blocks, with_grad):
 
     Args:
         logdensity_fn: the whitened target ``x (d,) -> log γ(x)``.
-        noise: ``(N, num_blocks_max, M/2, d)`` standard normal ξ (see :func:`new_noise`).
+        noise: ``(N, num_blocks_max, M/2, d)`` standard normal ξ (see
+            [`new_noise`][numpyro_transport.drift.new_noise]).
         y: ``(N, d)`` particle positions.
         lam: λ, scalar.
         num_blocks: inner blocks to evaluate; the others get r = −∞ and cost nothing.
         with_grad: also compute ∇log γ (static bool; for the gradient control variate).
 
     Returns:
-        Every particle's :class:`InnerDraws`.
+        Every particle's [`InnerDraws`][numpyro_transport.drift.InnerDraws].
     """
     n, num_blocks_max, half, d = noise.shape
     xi = jnp.concatenate([noise, -noise], axis=2)
@@ -172,7 +174,7 @@ def log_g(draws: InnerDraws, y, lam, num_active):
     """log Ĝ(y) = log c_λ(y) + log mean_j exp(r_j), over the ``num_active`` active draws.
 
     Args:
-        draws: the particles' :class:`InnerDraws` at (y, λ).
+        draws: the particles' [`InnerDraws`][numpyro_transport.drift.InnerDraws] at (y, λ).
         y: ``(N, d)`` particle positions.
         lam: λ, scalar.
         num_active: number of active inner draws, ``b·M`` (inactive ones have r = −∞).
@@ -227,14 +229,14 @@ def estimate(rng_key, draws: InnerDraws, y, lam, num_blocks, config: TransportCo
 
     Args:
         rng_key: a JAX PRNG key (systematic resampling of the pooled support points).
-        draws: the particles' own :class:`InnerDraws` at (y, λ).
+        draws: the particles' own [`InnerDraws`][numpyro_transport.drift.InnerDraws] at (y, λ).
         y: ``(N, d)`` particle positions.
         lam: λ, scalar.
         num_blocks: inner blocks active in ``draws``.
-        config: the :class:`~numpyro_transport.config.TransportConfig`.
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig].
 
     Returns:
-        Every particle's :class:`DriftEstimate`.
+        Every particle's [`DriftEstimate`][numpyro_transport.drift.DriftEstimate].
     """
     own_w, own_ess = normalize(draws.log_r)
     if config.neighbours == 1:

@@ -1,26 +1,30 @@
 """The one driver of a run, under every front-end: warm-up sweeps, then frozen sweeps.
 
-:func:`~numpyro_transport.transport` (a Python loop over jitted steps), the
-:class:`~numpyro_transport.AST` kernel (one step per MCMC iteration), its
+[`transport`][numpyro_transport.transport] (a Python loop over jitted steps), the
+[`AST`][numpyro_transport.AST] kernel (one step per MCMC iteration), its
 ``num_particles="auto"`` pilot and the BlackJAX API (a ``lax.fori_loop`` in ``init``) all run
 these functions:
 
-1. :func:`init`: the warm-up state of the first reference, scored on a fixed pool of N·M reference
-   draws (common random numbers).
-2. :func:`smc_reference`: where :func:`needs_smc_reference` (β̂ < ``SMC_BELOW``), a tempered SMC
-   run moves the first reference (:func:`numpyro_transport.warmup.smc_reference`).
-3. :func:`step`: sweep number ``state.iteration``, by **the warm-up rule**: the first
-   ``num_warmup`` sweeps are the warm-up, tempered ones included. Warm-up sweep
+1. [`init`][numpyro_transport.driver.init]: the warm-up state of the first reference, scored on a
+   fixed pool of N·M reference draws (common random numbers).
+2. [`smc_reference`][numpyro_transport.driver.smc_reference]: where
+   [`needs_smc_reference`][numpyro_transport.driver.needs_smc_reference] (β̂ < ``SMC_BELOW``), a
+   tempered SMC run moves the first reference
+   ([`numpyro_transport.warmup.smc_reference`][numpyro_transport.warmup.smc_reference]).
+3. [`step`][numpyro_transport.driver.step]: sweep number ``state.iteration``, by **the warm-up
+   rule**: the first ``num_warmup`` sweeps are the warm-up, tempered ones included. Warm-up sweep
    w < ``num_warmup`` − 1 adapts its grid on p^β̂·ref^(1−β̂) (β̂ = 1 once importance sampling from
    the reference reaches p) and refits the reference; the last warm-up sweep runs at β = 1,
    refits nothing, and fixes the λ-grid and inner sizes. Every later sweep is frozen on that
    grid, so its Ẑ is unbiased.
-4. :func:`tempering_finished`: whether the warm-up reached β̂ = 1, as data; the front-ends warn
-   (:func:`warn_if_tempering_unfinished`).
+4. [`tempering_finished`][numpyro_transport.driver.tempering_finished]: whether the warm-up reached
+   β̂ = 1, as data; the front-ends warn
+   ([`warn_if_tempering_unfinished`][numpyro_transport.driver.warn_if_tempering_unfinished]).
 
 Every function counts the log-density evaluations it spends; callers never recompute them.
-:func:`run` is the host-side loop of these steps (each jitted once), for
-:func:`~numpyro_transport.transport` and the pilot of :mod:`numpyro_transport.sizing`.
+[`run`][numpyro_transport.driver.run] is the host-side loop of these steps (each jitted once), for
+[`transport`][numpyro_transport.transport] and the pilot of
+[`numpyro_transport.sizing`][numpyro_transport.sizing].
 """
 
 import contextlib
@@ -53,8 +57,9 @@ __all__ = [
 ]
 
 
-#: Default warm-up sweeps of :func:`~numpyro_transport.transport` and the BlackJAX API: room for
-#: two tempered sweeps (each multiplies β̂ by 2–4) before two refits at β = 1 and the last sweep.
+#: Default warm-up sweeps of [`transport`][numpyro_transport.transport] and the BlackJAX API:
+#: room for two tempered sweeps (each multiplies β̂ by 2–4) before two refits at β = 1 and the
+#: last sweep.
 NUM_WARMUP = 5
 
 
@@ -62,12 +67,13 @@ class DriverState(NamedTuple):
     """What a run has learned, and spent, so far.
 
     Attributes:
-        warmup: :class:`~numpyro_transport.warmup.WarmupState`: reference, λ-grid, β̂.
+        warmup: [`WarmupState`][numpyro_transport.warmup.WarmupState]: reference, λ-grid, β̂.
         iteration: sweeps run so far (the warm-up while below ``num_warmup``).
         num_evaluations: log-density evaluations of the pool, the SMC reference and the
             warm-up sweeps with their refits (the cost that per-sweep counts of the frozen
             sweeps leave out).
-        smc_ran: whether the tempered SMC run of :func:`smc_reference` ran.
+        smc_ran: whether the tempered SMC run of
+            [`smc_reference`][numpyro_transport.driver.smc_reference] ran.
         smc_adopted: whether the fit of that SMC run replaced the first reference.
     """
 
@@ -79,11 +85,11 @@ class DriverState(NamedTuple):
 
 
 class StepOutput(NamedTuple):
-    """One sweep of :func:`step`.
+    """One sweep of [`step`][numpyro_transport.driver.step].
 
     Attributes:
-        result: the :class:`~numpyro_transport.sweep.SweepResult`.
-        record: its :class:`~numpyro_transport.records.SweepRecord`.
+        result: the [`SweepResult`][numpyro_transport.sweep.SweepResult].
+        record: its [`SweepRecord`][numpyro_transport.records.SweepRecord].
         num_evaluations: evaluations of the sweep and, in warm-up, of judging its refits.
         is_warmup: whether it was a warm-up sweep.
     """
@@ -111,16 +117,16 @@ def init(
     Args:
         pool_key: the key of the fixed pool of N·M reference draws that judges references.
         logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
-        reference: the first :class:`~numpyro_transport.reference.Reference`.
-        config: the :class:`~numpyro_transport.config.TransportConfig`.
+        reference: the first [`Reference`][numpyro_transport.Reference].
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig].
         tempering_ess: ESS fraction of importance sampling from the reference below which the
             warm-up tempers.
         log_r: the pool's log-ratios, if already computed (to check the start); the pool's
             evaluations are counted here either way.
 
     Returns:
-        The first :class:`DriverState` and the pool's ``(N·M,)`` log-ratios (to check the
-        start).
+        The first [`DriverState`][numpyro_transport.driver.DriverState] and the pool's ``(N·M,)``
+        log-ratios (to check the start).
     """
     state, log_r = warmup.init(pool_key, logdensity_fn, reference, config, tempering_ess, log_r)
     false = jnp.zeros((), bool)
@@ -132,10 +138,10 @@ def needs_smc_reference(state: DriverState):
     """Whether the first reference is too far from p for the tempered sweeps.
 
     That is β̂ < ``SMC_BELOW``: the tempered sweeps would not reach β = 1 in a few sweeps;
-    :func:`smc_reference` then moves the reference first.
+    [`smc_reference`][numpyro_transport.driver.smc_reference] then moves the reference first.
 
     Args:
-        state: the :class:`DriverState` (batched or not).
+        state: the [`DriverState`][numpyro_transport.driver.DriverState] (batched or not).
 
     Returns:
         A boolean array of the shape of ``state.warmup.temperature``.
@@ -144,21 +150,23 @@ def needs_smc_reference(state: DriverState):
 
 
 def smc_reference(rng_key, state: DriverState, logdensity_fn, config, tempering_ess):
-    """Where :func:`needs_smc_reference`, move the first reference by a tempered SMC run.
+    """Where [`needs_smc_reference`][numpyro_transport.driver.needs_smc_reference], move the first
+    reference by a tempered SMC run.
 
     Adopts the moments of a tempered SMC run from the reference to p if they score better on
     the pool; elsewhere the state is unchanged (so a batch of chains can run it together).
 
     Args:
         rng_key: a JAX PRNG key for the SMC run.
-        state: the :class:`DriverState` after :func:`init`.
+        state: the [`DriverState`][numpyro_transport.driver.DriverState] after
+            [`init`][numpyro_transport.driver.init].
         logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
-        config: the :class:`~numpyro_transport.config.TransportConfig`.
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig].
         tempering_ess: ESS fraction below which the warm-up tempers.
 
     Returns:
-        The new :class:`DriverState`, with ``smc_ran``, ``smc_adopted`` and the evaluations
-        spent.
+        The new [`DriverState`][numpyro_transport.driver.DriverState], with ``smc_ran``,
+        ``smc_adopted`` and the evaluations spent.
     """
     needed = needs_smc_reference(state)
     moved, adopted, spent = warmup.smc_reference(
@@ -189,15 +197,17 @@ def step(
 
     Args:
         rng_key: a JAX PRNG key for the sweep.
-        state: the current :class:`DriverState`.
+        state: the current [`DriverState`][numpyro_transport.driver.DriverState].
         logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
-        config: the :class:`~numpyro_transport.config.TransportConfig`.
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig].
         tempering_ess: ESS fraction below which the warm-up tempers.
         num_warmup: warm-up sweeps (≥ 1), tempered ones included; may be traced.
-        progress: report λ to the progress bar of :mod:`numpyro_transport.progress_bar`.
+        progress: report λ to the progress bar of
+            [`numpyro_transport.progress_bar`][numpyro_transport.progress_bar].
 
     Returns:
-        The next :class:`DriverState` and the sweep's :class:`StepOutput`.
+        The next [`DriverState`][numpyro_transport.driver.DriverState] and the sweep's
+        [`StepOutput`][numpyro_transport.driver.StepOutput].
     """
     w = state.warmup
     warm = state.iteration < num_warmup
@@ -234,15 +244,17 @@ def warmup_loop(rng_key, state: DriverState, logdensity_fn, config, tempering_es
 
     Args:
         rng_key: a JAX PRNG key, folded in with each sweep's index.
-        state: the :class:`DriverState` to start from (after :func:`init`, and
-            :func:`smc_reference` where needed).
+        state: the [`DriverState`][numpyro_transport.driver.DriverState] to start from (after
+            [`init`][numpyro_transport.driver.init], and
+            [`smc_reference`][numpyro_transport.driver.smc_reference] where needed).
         logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
-        config: the :class:`~numpyro_transport.config.TransportConfig`.
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig].
         tempering_ess: ESS fraction below which the warm-up tempers.
         num_warmup: warm-up sweeps (≥ 1), tempered ones included.
 
     Returns:
-        The warmed-up :class:`DriverState`: reference and λ-grid frozen.
+        The warmed-up [`DriverState`][numpyro_transport.driver.DriverState]: reference and λ-grid
+        frozen.
     """
 
     def body(w, state):
@@ -256,7 +268,7 @@ def tempering_finished(state: DriverState):
     """Whether importance sampling from the warm-up's reference reached p (β̂ = 1).
 
     Args:
-        state: the :class:`DriverState` (batched or not).
+        state: the [`DriverState`][numpyro_transport.driver.DriverState] (batched or not).
 
     Returns:
         A boolean array of the shape of ``state.warmup.temperature``.
@@ -287,12 +299,14 @@ def warn_if_tempering_unfinished(temperature, what: str):
 
 
 class Run(NamedTuple):
-    """What :func:`run` returns (host arrays).
+    """What [`run`][numpyro_transport.driver.run] returns (host arrays).
 
     Attributes:
-        state: the :class:`DriverState` after the warm-up.
-        warmup: :class:`StepOutput` of the warm-up sweeps, stacked ``(num_warmup, ...)``.
-        sweeps: :class:`StepOutput` of the frozen sweeps, stacked ``(num_sweeps, ...)``.
+        state: the [`DriverState`][numpyro_transport.driver.DriverState] after the warm-up.
+        warmup: [`StepOutput`][numpyro_transport.driver.StepOutput] of the warm-up sweeps, stacked
+            ``(num_warmup, ...)``.
+        sweeps: [`StepOutput`][numpyro_transport.driver.StepOutput] of the frozen sweeps, stacked
+            ``(num_sweeps, ...)``.
         num_evaluations: log-density evaluations of the whole run.
     """
 
@@ -339,24 +353,25 @@ def run(
     tempering_ess: float,
     progress: bool = False,
 ) -> Run:
-    """A whole run on the host: :func:`init`, :func:`smc_reference` where needed, the sweeps.
+    """A whole run on the host: [`init`][numpyro_transport.driver.init],
+    [`smc_reference`][numpyro_transport.driver.smc_reference] where needed, the sweeps.
 
-    Runs ``num_warmup + num_sweeps`` :func:`step` s (sweep i gets ``fold_in(k_sweeps, i)``),
-    each jitted once and checked for a finite Ẑ.
+    Runs ``num_warmup + num_sweeps`` [`step`][numpyro_transport.driver.step]s (sweep i gets
+    ``fold_in(k_sweeps, i)``), each jitted once and checked for a finite Ẑ.
 
     Args:
         rng_key: a JAX PRNG key, split into the pool's, the SMC run's and the sweeps' keys.
         logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
-        reference: the first :class:`~numpyro_transport.reference.Reference`.
-        config: the :class:`~numpyro_transport.config.TransportConfig`.
+        reference: the first [`Reference`][numpyro_transport.Reference].
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig].
         num_warmup: warm-up sweeps (≥ 1), tempered ones included.
         num_sweeps: frozen sweeps after the warm-up.
         tempering_ess: ESS fraction below which the warm-up tempers.
         progress: show a progress bar over the sweeps.
 
     Returns:
-        The run's :class:`Run`: the warmed-up state, the outputs of the warm-up and frozen
-        sweeps, and the evaluations spent.
+        The run's [`Run`][numpyro_transport.driver.Run]: the warmed-up state, the outputs of the
+        warm-up and frozen sweeps, and the evaluations spent.
     """
     k_pool, k_smc, k_sweeps = jax.random.split(rng_key, 3)
     state, log_r = _init(k_pool, logdensity_fn, reference, config, tempering_ess)

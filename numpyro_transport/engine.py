@@ -1,9 +1,9 @@
 """``transport()``: a whole run in one call, for a NumPyro model or a log-density.
 
-The run is :mod:`numpyro_transport.driver`'s: ``num_warmup`` warm-up sweeps fit the reference and
-fix the λ-grid, then ``num_sweeps`` frozen sweeps each return an unbiased Ẑ_r. They combine as
-Ẑ = mean_r Ẑ_r, and particle i of sweep r has weight ∝ Ẑ_r W_r^i. A NumPyro model is sampled in
-its unconstrained space (:mod:`numpyro_transport.model`).
+The run is [`numpyro_transport.driver`][numpyro_transport.driver]'s: ``num_warmup`` warm-up sweeps
+fit the reference and fix the λ-grid, then ``num_sweeps`` frozen sweeps each return an unbiased Ẑ_r.
+They combine as Ẑ = mean_r Ẑ_r, and particle i of sweep r has weight ∝ Ẑ_r W_r^i. A NumPyro model is
+sampled in its unconstrained space ([`numpyro_transport.model`][numpyro_transport.model]).
 """
 
 from dataclasses import dataclass
@@ -27,7 +27,7 @@ __all__ = ["TransportResult", "transport"]
 
 @dataclass(frozen=True)
 class TransportResult:
-    """What :func:`transport` returns.
+    """What [`transport`][numpyro_transport.transport] returns.
 
     The evidence's standard error is the Monte Carlo error of the frozen sweeps given the
     regions they found: a mode that no sweep visits is in neither log Ẑ nor its error.
@@ -41,12 +41,12 @@ class TransportResult:
         log_evidence_se: its standard error (delta method on the spread of the Ẑ_r).
         sweep_log_evidence: ``(R,)`` each frozen sweep's log Ẑ_r.
         sweep_samples: ``(R, N, d)`` each frozen sweep's own equal-weight draws (ArviZ's
-            chains, in :meth:`to_arviz`).
+            chains, in [`to_arviz`][numpyro_transport.TransportResult.to_arviz]).
         reference: the frozen Gaussian preconditioner.
         schedule: the frozen λ-grid.
-        warmup_records: :class:`~numpyro_transport.records.SweepRecord` of the warm-up sweeps,
-            leading axis ``(num_warmup,)``.
-        sweep_records: :class:`~numpyro_transport.records.SweepRecord` of the frozen sweeps,
+        warmup_records: [`SweepRecord`][numpyro_transport.records.SweepRecord] of the warm-up
+            sweeps, leading axis ``(num_warmup,)``.
+        sweep_records: [`SweepRecord`][numpyro_transport.records.SweepRecord] of the frozen sweeps,
             leading axis ``(R,)``; e.g. ``sweep_records.steps.log_increment[:, :K]``.
         tempering_exponent: β̂ of the final reference: 1 when importance sampling from it
             reaches the target; below 1 the warm-up did not finish and a warning was shown.
@@ -76,7 +76,7 @@ class TransportResult:
     def to_arviz(self, **from_numpyro_kwargs):
         """An ArviZ DataTree: the frozen sweeps' draws as chains, plus the ``transport`` group.
 
-        See :func:`numpyro_transport.to_arviz`.
+        See [`numpyro_transport.to_arviz`][numpyro_transport.inference_data.to_arviz].
 
         Args:
             **from_numpyro_kwargs: keyword arguments of ArviZ's ``from_numpyro`` converter
@@ -164,22 +164,23 @@ def transport(
             ``reference`` gives it.
         initial_position: centre of the broad first reference N(position, I) of
             ``logdensity_fn``.
-        reference: a :class:`~numpyro_transport.reference.Reference` or ``(mean, cov)``.
+        reference: a [`Reference`][numpyro_transport.Reference] or ``(mean, cov)``.
             Defaults to N(0, I) for a log-density and to the moments of prior draws (in
             unconstrained space) for a model.
         num_warmup: warm-up sweeps (≥ 1), tempered ones included: each but the last adapts
             on the tempered target and refits the reference; the last fixes the λ-grid (the
-            warm-up rule of :mod:`numpyro_transport.driver`, as for ``MCMC(AST(...),
-            num_warmup=...)``).
+            warm-up rule of [`numpyro_transport.driver`][numpyro_transport.driver], as for
+            ``MCMC(AST(...), num_warmup=...)``).
         num_sweeps: frozen sweeps (≥ 2) for the evidence, its standard error and the draws.
         tempering_ess: while importance sampling from the reference keeps an ESS fraction
             below this, warm-up sweeps target the tempered p^β·reference^(1−β), so that a poor
             reference is moved to the target without a MAP. In (0, 1).
         progress: show a progress bar over the sweeps.
-        **options: :class:`~numpyro_transport.config.TransportConfig` options.
+        **options: [`TransportConfig`][numpyro_transport.TransportConfig] options.
 
     Returns:
-        The run's :class:`TransportResult`: draws, weighted particles, evidence and records.
+        The run's [`TransportResult`][numpyro_transport.TransportResult]: draws, weighted particles,
+        evidence and records.
 
     Examples:
         >>> import jax, jax.numpy as jnp

@@ -32,7 +32,8 @@ def _kernel(mcmc) -> AST:
 
 
 def log_evidence(mcmc) -> tuple[float, float]:
-    """log Z of the model and its standard error, from an MCMC run with :class:`AST`.
+    """log Z of the model and its standard error, from an MCMC run with
+    [`AST`][numpyro_transport.AST].
 
     Averages Ẑ over **every** sweep proposed in the sampling phase of every chain, accepted or
     not. Each frozen sweep's Ẑ is unbiased and independent of the others, so their mean is
@@ -41,8 +42,8 @@ def log_evidence(mcmc) -> tuple[float, float]:
     which favours large Ẑ*, so the Ẑ attached to the current draws is biased upward.
 
     Args:
-        mcmc: a ``numpyro.infer.MCMC`` that ran the :class:`AST` kernel with its default
-            extra fields (``log_evidence`` among them).
+        mcmc: a ``numpyro.infer.MCMC`` that ran the [`AST`][numpyro_transport.AST] kernel with its
+            default extra fields (``log_evidence`` among them).
 
     Returns:
         ``(log_z, se)``: log Ẑ and its standard error, as floats.
@@ -86,7 +87,7 @@ def transport_dataset(records, phases, attrs=None) -> xr.Dataset:
     """Per-step diagnostics of ``records``, concatenated along ``sweep``.
 
     Args:
-        records: :class:`~numpyro_transport.records.SweepRecord` s with leading dims
+        records: [`SweepRecord`][numpyro_transport.records.SweepRecord]s with leading dims
             ``(chain, sweep)``; empty slots (iteration −1) are dropped.
         phases: the phase of each record (e.g. ``"warmup"``, ``"sample"``), one per record.
         attrs: attributes of the dataset (e.g. ``log_evidence``); none by default.
@@ -125,7 +126,7 @@ def transport_dataset(records, phases, attrs=None) -> xr.Dataset:
 
 
 class _ResultAdapter(NumPyroInferenceAdapter):
-    """A :class:`~numpyro_transport.TransportResult` of a NumPyro model, seen by ArviZ's
+    """A [`TransportResult`][numpyro_transport.TransportResult] of a NumPyro model, seen by ArviZ's
     NumPyro converter (for dims, observed data and the log-likelihood): chain = frozen sweep."""
 
     def __init__(self, result):
@@ -191,8 +192,8 @@ def to_arviz(run, **from_numpyro_kwargs) -> xr.DataTree:
     and ``log_likelihood=True`` work) and as a variable ``x`` for a log-density.
 
     Args:
-        run: a ``numpyro.infer.MCMC`` run of the :class:`AST` kernel, or a
-            :class:`~numpyro_transport.TransportResult`.
+        run: a ``numpyro.infer.MCMC`` run of the [`AST`][numpyro_transport.AST] kernel, or a
+            [`TransportResult`][numpyro_transport.TransportResult].
         **from_numpyro_kwargs: keyword arguments of ``az.from_numpyro`` (``az.from_dict`` for
             the result of a log-density).
 

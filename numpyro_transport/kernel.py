@@ -2,15 +2,15 @@
 
 Each chain holds its own particle population in its state (as NumPyro's ``SA`` does), so chains
 are independent and R̂ and ESS keep their meaning under every ``chain_method``. Every iteration
-is one :func:`numpyro_transport.driver.step`:
+is one [`numpyro_transport.driver.step`][numpyro_transport.driver.step]:
 
 - **Warm-up iterations** are the driver's warm-up sweeps: from a reference fitted to prior draws,
   each sweep refits the reference when that helps, tempering while the reference is far from the
   posterior; the last warm-up sweep fixes the λ-grid and inner sizes.
 - **Sampling iterations** run particle independent Metropolis–Hastings (Andrieu, Doucet &
-  Holenstein 2010; :mod:`numpyro_transport.pimh`) on frozen sweeps: a fresh sweep gives an
-  unbiased Ẑ* and weighted particles; one particle θ* is drawn by weight and accepted with
-  probability min(1, Ẑ*/Ẑ), where Ẑ is the estimate that came with the current draw. The chain
+  Holenstein 2010; [`numpyro_transport.pimh`][numpyro_transport.pimh]) on frozen sweeps: a fresh
+  sweep gives an unbiased Ẑ* and weighted particles; one particle θ* is drawn by weight and accepted
+  with probability min(1, Ẑ*/Ẑ), where Ẑ is the estimate that came with the current draw. The chain
   targets the posterior exactly, for any number of particles.
 """
 
@@ -56,11 +56,11 @@ class ASTState(NamedTuple):
         num_evaluations: log-density evaluations of this iteration.
         chain_log_evidence: log Ẑ that came with ``z`` (the PIMH state); −∞ during warm-up,
             so that the first sampling iteration accepts its frozen sweep's draw.
-        driver: :class:`~numpyro_transport.driver.DriverState`: reference, grid, β̂, the
+        driver: [`DriverState`][numpyro_transport.driver.DriverState]: reference, grid, β̂, the
             iteration count and the warm-up's evaluations.
-        warmup_record: :class:`~numpyro_transport.records.SweepRecord` of the first warm-up
+        warmup_record: [`SweepRecord`][numpyro_transport.records.SweepRecord] of the first warm-up
             sweeps.
-        sample_record: :class:`~numpyro_transport.records.SweepRecord` of the latest sampling
+        sample_record: [`SweepRecord`][numpyro_transport.records.SweepRecord] of the latest sampling
             sweeps (a ring buffer).
         rng_key: random key.
     """
@@ -120,11 +120,11 @@ class AST(MCMCKernel):
     """Annealed stochastic transport: an exact, gradient-free particle sampler with evidence.
 
     Each iteration is one sweep of N particles from a Gaussian reference to the posterior,
-    run by :func:`numpyro_transport.driver.step`. Warm-up iterations adapt the reference, the
-    λ-grid and the inner sizes (the driver's warm-up rule: ``num_warmup`` counts every warm-up
-    sweep, tempered ones included); sampling iterations are particle independent
-    Metropolis–Hastings steps with everything frozen, so the draws are exact for any N. An
-    iteration costs about N·M·K log-density evaluations (no gradients); use few warm-up
+    run by [`numpyro_transport.driver.step`][numpyro_transport.driver.step]. Warm-up iterations
+    adapt the reference, the λ-grid and the inner sizes (the driver's warm-up rule: ``num_warmup``
+    counts every warm-up sweep, tempered ones included); sampling iterations are particle
+    independent Metropolis–Hastings steps with everything frozen, so the draws are exact for any N.
+    An iteration costs about N·M·K log-density evaluations (no gradients); use few warm-up
     iterations (3–10).
 
     Args:
@@ -134,19 +134,19 @@ class AST(MCMCKernel):
             ``reference``.
         num_particles: N, particles per sweep; ``"auto"`` (default) chooses N at the first
             ``init`` from a pilot run so that one sweep's log Ẑ spreads by about 0.6
-            (:mod:`~numpyro_transport.sizing`); the choice is kept in ``kernel.sizing``.
+            ([`sizing`][numpyro_transport.sizing]); the choice is kept in ``kernel.sizing``.
         reference: the first reference: ``None`` (default) for moments of prior draws;
             ``"laplace"`` for NumPyro's Laplace approximation
-            (:func:`~numpyro_transport.model.laplace_reference`), for a unimodal posterior much
-            narrower than its prior; or ``(mean, cov)`` over the flattened unconstrained latent
-            vector.
+            ([`laplace_reference`][numpyro_transport.model.laplace_reference]), for a unimodal
+            posterior much narrower than its prior; or ``(mean, cov)`` over the flattened
+            unconstrained latent vector.
         num_prior_draws: prior draws for the first reference.
         tempering_ess: warm-up tempers towards p^β·reference^(1−β) while importance sampling
             from the reference has an ESS fraction below this.
         num_recorded_sweeps: sampling sweeps whose per-step diagnostics are kept (the latest
-            ones) for :func:`~numpyro_transport.inference_data.to_arviz`; up to 64 warm-up
+            ones) for [`to_arviz`][numpyro_transport.inference_data.to_arviz]; up to 64 warm-up
             sweeps are kept too.
-        **options: other :class:`~numpyro_transport.TransportConfig` options.
+        **options: other [`TransportConfig`][numpyro_transport.TransportConfig] options.
 
     Examples:
         >>> import jax, numpyro, numpyro.distributions as dist
@@ -202,7 +202,7 @@ class AST(MCMCKernel):
             num_particles=sizing.MIN_PARTICLES if auto else int(num_particles), **options
         )
         self._auto = auto
-        #: :class:`~numpyro_transport.sizing.Sizing` of ``num_particles="auto"``, once chosen.
+        #: [`Sizing`][numpyro_transport.sizing.Sizing] of ``num_particles="auto"``, once chosen.
         self.sizing = None
         self._setup = None
         self._sample_fn = None
@@ -215,7 +215,7 @@ class AST(MCMCKernel):
 
     @property
     def default_fields(self):
-        """The :class:`ASTState` fields that ``MCMC`` collects by default."""
+        """The [`ASTState`][numpyro_transport.ASTState] fields that ``MCMC`` collects by default."""
         return (
             "z",
             "accept_prob",
@@ -230,7 +230,7 @@ class AST(MCMCKernel):
         """The progress bar's text: acceptance probability, log Ẑ* and steps of the sweep.
 
         Args:
-            state: the current :class:`ASTState`.
+            state: the current [`ASTState`][numpyro_transport.ASTState].
 
         Returns:
             A short string for NumPyro's progress bar.
@@ -265,7 +265,7 @@ class AST(MCMCKernel):
 
         With ``num_particles="auto"`` the pilot runs that choose N run here, at the first call.
         Chains whose first reference is far from the posterior run the driver's tempered SMC
-        start (:func:`~numpyro_transport.driver.smc_reference`).
+        start ([`smc_reference`][numpyro_transport.driver.smc_reference]).
 
         Args:
             rng_key: a JAX PRNG key, or one key per chain (a batch) for vectorized chains.
@@ -278,7 +278,7 @@ class AST(MCMCKernel):
             model_kwargs: keyword arguments of the model.
 
         Returns:
-            The first :class:`ASTState` (batched for vectorized chains).
+            The first [`ASTState`][numpyro_transport.ASTState] (batched for vectorized chains).
         """
         if not isinstance(num_warmup, int) or num_warmup < 1:
             raise ValueError(
@@ -342,8 +342,8 @@ class AST(MCMCKernel):
 
     def _init_state(self, rng_key, init_params, target: _Target, num_warmup, log_r, vectorized):
         """Every chain's first state; chains whose first reference is far from the posterior
-        then run the driver's tempered SMC start (:func:`~numpyro_transport.driver.
-        smc_reference`)."""
+        then run the driver's tempered SMC start
+        ([`smc_reference`][numpyro_transport.driver.smc_reference])."""
         config, tempering_ess = self.config, self._tempering_ess
         sizes = (min(num_warmup, MAX_WARMUP_RECORDS), self._num_recorded_sweeps)
 
@@ -430,12 +430,12 @@ class AST(MCMCKernel):
         """One iteration: an adaptive warm-up sweep, or a frozen sweep and a PIMH step.
 
         Args:
-            state: the current :class:`ASTState`.
+            state: the current [`ASTState`][numpyro_transport.ASTState].
             model_args: arguments of the model.
             model_kwargs: keyword arguments of the model.
 
         Returns:
-            The next :class:`ASTState`.
+            The next [`ASTState`][numpyro_transport.ASTState].
         """
         return self._sample_fn(state, model_args, model_kwargs)
 

@@ -129,7 +129,7 @@ def check_model(model, model_args=(), model_kwargs=None) -> tuple:
 
 
 def _check_trace(trace) -> tuple:
-    """:func:`check_model` on a prior trace of the model."""
+    """[`check_model`][numpyro_transport.model.check_model] on a prior trace of the model."""
     continuous, improper = [], []
     for name, site in trace.items():
         if site["type"] == "plate":
@@ -203,7 +203,7 @@ def laplace_reference(
         seed: seed of the SVI run.
 
     Returns:
-        N(MAP, inflation·H⁻¹), as a :class:`~numpyro_transport.reference.Reference`.
+        N(MAP, inflation·H⁻¹), as a [`Reference`][numpyro_transport.Reference].
     """
     model_kwargs = model_kwargs or {}
     guide = AutoLaplaceApproximation(model, init_loc_fn=init_to_median)
@@ -237,7 +237,7 @@ def setup_model(
         seed: seed of the prior draws.
 
     Returns:
-        The model's :class:`ModelSetup`.
+        The model's [`ModelSetup`][numpyro_transport.model.ModelSetup].
     """
     model_kwargs = model_kwargs or {}
     trace = _prior_trace(model, model_args, model_kwargs)
@@ -306,13 +306,14 @@ def flat_logdensity(potential_fn, unravel):
 
 
 class ModelRun(NamedTuple):
-    """A NumPyro model bound to its arguments, as :func:`~numpyro_transport.transport` runs it.
+    """A NumPyro model bound to its arguments, as [`transport`][numpyro_transport.transport]
+    runs it.
 
     Attributes:
         model: the NumPyro model.
         model_args: its positional arguments.
         model_kwargs: its keyword arguments.
-        setup: its :class:`ModelSetup`.
+        setup: its [`ModelSetup`][numpyro_transport.model.ModelSetup].
         logdensity: the flat log-density ``u (d,) -> −potential(u)``.
     """
 
@@ -347,7 +348,8 @@ def model_run(model, model_args=(), model_kwargs=None) -> ModelRun:
         model_kwargs: keyword arguments of the model.
 
     Returns:
-        The model's :class:`ModelRun`, with its set-up and flat log-density.
+        The model's [`ModelRun`][numpyro_transport.model.ModelRun], with its set-up and flat
+        log-density.
     """
     model_kwargs = dict(model_kwargs or {})
     setup = setup_model(model, model_args, model_kwargs)

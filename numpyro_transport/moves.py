@@ -13,10 +13,11 @@ Y_{λ+δ} | Y_λ = y is y + δX' + √δ Z with X' ~ p_λ(· | y): mean y + δm,
         = −½[d log(2πσ²) + log det(I_d + BᵀB) + rᵀ(I_d + BᵀB)⁻¹r/σ²].
 - V3 ``posterior``: J ~ Cat(w), y' = y + δp_J + √δ ε; a Gaussian mixture.
 
-All functions act on one particle, its :class:`MoveNoise` row and its
-:class:`~numpyro_transport.drift.DriftEstimate` row ``est`` (``mean (d,)``, ``points (K, d)``,
-``weights (K,)``, scalars ``cov_scale`` and ``iso_var``); the sweep vmaps them. The noise is
-drawn for the whole population at once by :func:`draw_noise`.
+All functions act on one particle, its [`MoveNoise`][numpyro_transport.moves.MoveNoise] row and its
+[`DriftEstimate`][numpyro_transport.drift.DriftEstimate] row ``est`` (``mean (d,)``,
+``points (K, d)``, ``weights (K,)``, scalars ``cov_scale`` and ``iso_var``); the sweep vmaps them.
+The noise is drawn for the whole population at once by
+[`draw_noise`][numpyro_transport.moves.draw_noise].
 """
 
 from collections.abc import Callable
@@ -68,7 +69,7 @@ def draw_noise(rng_key, num_particles, dim, num_points) -> MoveNoise:
         num_points: K, support points of the drift estimate.
 
     Returns:
-        Every particle's :class:`MoveNoise` (leading axis N).
+        Every particle's [`MoveNoise`][numpyro_transport.moves.MoveNoise] (leading axis N).
     """
     k1, k2, k3 = jax.random.split(rng_key, 3)
     return MoveNoise(
@@ -133,12 +134,13 @@ posterior = Move(_posterior_sample, _posterior_logpdf)
 
 
 def get_move(name: str) -> Move:
-    """The move called ``name`` (see :data:`numpyro_transport.config.MOVES`).
+    """The move called ``name`` (see
+    [`numpyro_transport.config.MOVES`][numpyro_transport.config.MOVES]).
 
     Args:
         name: ``"euler"``, ``"covariance"`` or ``"posterior"``.
 
     Returns:
-        The move, a :class:`Move`.
+        The move, a [`Move`][numpyro_transport.moves.Move].
     """
     return {"euler": euler, "covariance": covariance, "posterior": posterior}[name]

@@ -57,11 +57,12 @@ def accept(rng_key, state: PIMHState, result: SweepResult) -> tuple[PIMHState, P
 
     Args:
         rng_key: a JAX PRNG key (the choice of θ* and the accept test).
-        state: the current :class:`PIMHState`.
-        result: the :class:`~numpyro_transport.sweep.SweepResult` of a fresh frozen sweep.
+        state: the current [`PIMHState`][numpyro_transport.pimh.PIMHState].
+        result: the [`SweepResult`][numpyro_transport.sweep.SweepResult] of a fresh frozen sweep.
 
     Returns:
-        The next :class:`PIMHState` and the transition's :class:`PIMHInfo`.
+        The next [`PIMHState`][numpyro_transport.pimh.PIMHState] and the transition's
+        [`PIMHInfo`][numpyro_transport.pimh.PIMHInfo].
     """
     k_select, k_accept = jax.random.split(rng_key)
     index = jax.random.categorical(k_select, result.log_weights)

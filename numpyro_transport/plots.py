@@ -1,8 +1,10 @@
-"""Figures of the transport's diagnostics, from the DataTree of :func:`~numpyro_transport.to_arviz`.
+"""Figures of the transport's diagnostics, from the DataTree of
+[`to_arviz`][numpyro_transport.inference_data.to_arviz].
 
 Each function takes the DataTree (with its ``transport`` group, and for
-:func:`plot_acceptance` its ``sample_stats``) and returns a matplotlib ``Figure`` to show or
-``savefig``. Warm-up sweeps are drawn in grey, sampling (frozen) sweeps in colour.
+[`plot_acceptance`][numpyro_transport.plots.plot_acceptance] its ``sample_stats``) and returns a
+matplotlib ``Figure`` to show or ``savefig``. Warm-up sweeps are drawn in grey, sampling (frozen)
+sweeps in colour.
 """
 
 import matplotlib.pyplot as plt
@@ -45,8 +47,8 @@ def plot_schedule(data, chain: int = 0):
     λ; drops mark where along the path the particles degenerate.
 
     Args:
-        data: the DataTree of :func:`~numpyro_transport.to_arviz`, with its ``transport``
-            group.
+        data: the DataTree of [`to_arviz`][numpyro_transport.inference_data.to_arviz], with its
+            ``transport`` group.
         chain: the chain whose sweeps are drawn.
 
     Returns:
@@ -73,8 +75,8 @@ def plot_mmse(data, chain: int = 0):
     conditional is still wide (raise Λ).
 
     Args:
-        data: the DataTree of :func:`~numpyro_transport.to_arviz`, with its ``transport``
-            group.
+        data: the DataTree of [`to_arviz`][numpyro_transport.inference_data.to_arviz], with its
+            ``transport`` group.
         chain: the chain whose sweeps are drawn.
 
     Returns:
@@ -102,8 +104,8 @@ def plot_acceptance(data):
     sd σ measured over all proposed sweeps: a chain far below it is stuck on a lucky Ẑ.
 
     Args:
-        data: the DataTree of :func:`~numpyro_transport.to_arviz` of an AST MCMC run, with
-            its ``sample_stats`` group.
+        data: the DataTree of [`to_arviz`][numpyro_transport.inference_data.to_arviz] of an AST MCMC
+            run, with its ``sample_stats`` group.
 
     Returns:
         The matplotlib ``Figure``.

@@ -1,7 +1,8 @@
 """A tqdm progress bar over the sweeps of a run, fed from ``jit`` by ``jax.debug.callback``.
 
-The jitted sweep always calls the same host function :func:`update` (so opening a bar never
-causes a recompilation); :func:`bar` opens the bar it feeds. Within a sweep, progress is
+The jitted sweep always calls the same host function
+[`update`][numpyro_transport.progress_bar.update] (so opening a bar never causes a recompilation);
+[`bar`][numpyro_transport.progress_bar.bar] opens the bar it feeds. Within a sweep, progress is
 log(1 + λ)/log(1 + Λ), which tracks the number of I-MMSE steps better than λ itself.
 """
 
@@ -20,7 +21,8 @@ def bar(num_sweeps: int, max_lambda: float, desc: str = "transport"):
     """Show one bar for the ``num_sweeps`` sweeps run inside this context.
 
     Args:
-        num_sweeps: sweeps the bar counts (more can be announced with :func:`add_sweeps`).
+        num_sweeps: sweeps the bar counts (more can be announced with
+            [`add_sweeps`][numpyro_transport.progress_bar.add_sweeps]).
         max_lambda: Λ, the end of every sweep's path (progress within a sweep is
             log(1 + λ)/log(1 + Λ)).
         desc: the bar's label.

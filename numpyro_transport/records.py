@@ -1,8 +1,10 @@
 """Per-step diagnostics of whole sweeps, kept for reporting (ArviZ's ``transport`` group, plots).
 
-A :class:`SweepRecord` holds one sweep's :class:`~numpyro_transport.sweep.StepInfo` arrays and its
-scalars; records of several sweeps stack them along leading axes. The kernel keeps fixed-size
-buffers of them in its state (:func:`empty_record`, :func:`write`).
+A [`SweepRecord`][numpyro_transport.records.SweepRecord] holds one sweep's
+[`StepInfo`][numpyro_transport.sweep.StepInfo] arrays and its scalars; records of several sweeps
+stack them along leading axes. The kernel keeps fixed-size buffers of them in its state
+([`empty_record`][numpyro_transport.records.empty_record],
+[`write`][numpyro_transport.records.write]).
 """
 
 from typing import NamedTuple
@@ -23,7 +25,7 @@ class SweepRecord(NamedTuple):
     axes (``(S,)``, or ``(chain, S)``).
 
     Attributes:
-        steps: :class:`~numpyro_transport.sweep.StepInfo` arrays ``(max_steps,)``, the first
+        steps: [`StepInfo`][numpyro_transport.sweep.StepInfo] arrays ``(max_steps,)``, the first
             K valid.
         num_steps: steps K of the sweep.
         log_evidence: the sweep's log Ẑ.
@@ -41,10 +43,10 @@ class SweepRecord(NamedTuple):
 
 
 def sweep_record(result: SweepResult, temperature, refit_accepted, iteration) -> SweepRecord:
-    """The :class:`SweepRecord` of one sweep.
+    """The [`SweepRecord`][numpyro_transport.records.SweepRecord] of one sweep.
 
     Args:
-        result: the sweep's :class:`~numpyro_transport.sweep.SweepResult`.
+        result: the sweep's [`SweepResult`][numpyro_transport.sweep.SweepResult].
         temperature: tempering exponent β of the sweep.
         refit_accepted: whether the sweep's refit replaced the reference.
         iteration: MCMC iteration (or sweep index) that ran the sweep.
@@ -67,7 +69,7 @@ def empty_record(size: int, config: TransportConfig) -> SweepRecord:
 
     Args:
         size: number of slots (the leading axis).
-        config: the :class:`~numpyro_transport.config.TransportConfig`, for ``max_steps``.
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig], for ``max_steps``.
 
     Returns:
         The empty record, with leading axis ``(size,)``.

@@ -52,7 +52,7 @@ def from_moments(mean, cov, jitter=1e-6) -> Reference:
             Cholesky factor finite.
 
     Returns:
-        N(mean, cov), as a :class:`Reference`.
+        N(mean, cov), as a [`Reference`][numpyro_transport.Reference].
     """
     mean = jnp.asarray(mean, dtype=jnp.result_type(float))
     cov = jnp.asarray(cov, dtype=mean.dtype)
@@ -70,10 +70,10 @@ def from_samples(samples, weights=None, jitter=1e-6) -> Reference:
     Args:
         samples: ``(n, d)`` samples.
         weights: ``(n,)`` non-negative weights (normalized here); ``None`` for equal weights.
-        jitter: relative jitter of :func:`from_moments`.
+        jitter: relative jitter of [`from_moments`][numpyro_transport.reference.from_moments].
 
     Returns:
-        The moment-matched :class:`Reference`.
+        The moment-matched [`Reference`][numpyro_transport.Reference].
     """
     return from_moments(*weighted_moments(samples, weights), jitter)
 
@@ -104,7 +104,7 @@ def broad(dim: int, scale: float = 1.0) -> Reference:
         scale: the standard deviation of every coordinate.
 
     Returns:
-        N(0, scale² I), as a :class:`Reference`.
+        N(0, scale² I), as a [`Reference`][numpyro_transport.Reference].
     """
     return Reference(jnp.zeros(dim), scale * jnp.eye(dim))
 
@@ -117,7 +117,7 @@ def whiten(logdensity_fn, reference: Reference, temperature=1.0):
 
     Args:
         logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
-        reference: the :class:`Reference` (μ̂, L).
+        reference: the [`Reference`][numpyro_transport.Reference] (μ̂, L).
         temperature: β in (0, 1]; may be traced.
 
     Returns:
@@ -136,7 +136,7 @@ def to_original(reference: Reference, x):
     """Map whitened ``x`` (``(..., d)``) back to ``u = μ̂ + L x``.
 
     Args:
-        reference: the :class:`Reference` (μ̂, L).
+        reference: the [`Reference`][numpyro_transport.Reference] (μ̂, L).
         x: ``(..., d)`` whitened points.
 
     Returns:

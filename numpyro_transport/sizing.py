@@ -1,6 +1,6 @@
 """The number of particles of the PIMH kernel, chosen from a pilot run.
 
-An :class:`~numpyro_transport.AST` sampling iteration is a particle independent
+An [`AST`][numpyro_transport.AST] sampling iteration is a particle independent
 Metropolis–Hastings step that accepts with probability min(1, Ẑ*/Ẑ), so its mixing is set by
 σ = sd(log Ẑ) of one sweep, and its cost by N. For a fixed grid σ² ≈ c/N. With a Gaussian log Ẑ
 the integrated autocorrelation time of the chain is 2·E[1/a(W)] − 1 (a the acceptance
@@ -13,8 +13,8 @@ against the number of particles"), so the rule aims lower:
     N = N₀ · (σ̂₀ / σ*)²,  σ* = 0.6 (IACT ≈ 2.4, 80 % of the Gaussian optimum),
 
 where σ̂₀ is the spread of log Ẑ over the frozen sweeps of a pilot run of the driver
-(:func:`numpyro_transport.driver.run`) with N₀ particles and the kernel's options and warm-up
-(refits, tempering, frozen grid). N is rounded up to a power of two and kept in
+([`numpyro_transport.driver.run`][numpyro_transport.driver.run]) with N₀ particles and the kernel's
+options and warm-up (refits, tempering, frozen grid). N is rounded up to a power of two and kept in
 [``MIN_PARTICLES``, ``MAX_PARTICLES``]. The first pilot runs at the smallest N, so that the rule
 extrapolates upwards, where it is conservative (more particles also fit a better reference in
 warm-up, so σ falls faster than 1/√N); a pilot that asks for more than ``GROWTH``·N₀ is
@@ -39,7 +39,7 @@ __all__ = ["Sizing", "particles_for", "choose_num_particles"]
 #: σ*, the target spread of log Ẑ per sweep.
 TARGET_SD = 0.6
 #: Bounds on the chosen N: below 32 log Ẑ is too heavy-tailed for the rule; above 2048 a sweep
-#: is better used on its own (:func:`~numpyro_transport.transport`).
+#: is better used on its own ([`transport`][numpyro_transport.transport]).
 MIN_PARTICLES = 32
 MAX_PARTICLES = 2048
 #: Frozen sweeps per pilot run.
@@ -49,7 +49,8 @@ GROWTH = 4
 
 
 class Sizing(NamedTuple):
-    """The particle number :func:`choose_num_particles` chose, and its evidence.
+    """The particle number [`choose_num_particles`][numpyro_transport.sizing.choose_num_particles]
+    chose, and its evidence.
 
     Attributes:
         num_particles: the chosen N.
@@ -112,7 +113,7 @@ def choose_num_particles(
     tempering_ess: float,
     num_warmup: int,
 ) -> Sizing:
-    """Pilot runs of the driver and :func:`particles_for`.
+    """Pilot runs of the driver and [`particles_for`][numpyro_transport.sizing.particles_for].
 
     Each pilot has ``PILOT_SWEEPS`` frozen sweeps, the other options of ``config`` and the
     kernel's ``num_warmup`` warm-up sweeps. The first pilot has ``MIN_PARTICLES``. When the rule
@@ -123,14 +124,15 @@ def choose_num_particles(
     Args:
         rng_key: a JAX PRNG key, folded in with each pilot's N.
         logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
-        reference: the first :class:`~numpyro_transport.reference.Reference`.
-        config: the :class:`~numpyro_transport.config.TransportConfig`; its ``num_particles``
+        reference: the first [`Reference`][numpyro_transport.Reference].
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig]; its ``num_particles``
             is replaced by each pilot's.
         tempering_ess: ESS fraction below which the warm-up tempers.
         num_warmup: warm-up sweeps of each pilot, as the kernel's.
 
     Returns:
-        The chosen N and the pilot's evidence for it, as a :class:`Sizing`.
+        The chosen N and the pilot's evidence for it, as a
+        [`Sizing`][numpyro_transport.sizing.Sizing].
     """
     n, spent = MIN_PARTICLES, 0
     while True:

@@ -1,8 +1,8 @@
 """One SMC sweep along the SL path: ``init``, ``build_kernel`` and the sweep driver.
 
 Random-weight SMC with intermediate targets Γ_k = Z·ν_{λ_k}, each estimated per particle by the
-unbiased Ĝ_k of :mod:`numpyro_transport.drift`, and the Brownian-bridge backward kernel L.
-Particle i's incremental weight is
+unbiased Ĝ_k of [`numpyro_transport.drift`][numpyro_transport.drift], and the Brownian-bridge
+backward kernel L. Particle i's incremental weight is
 
     log w = log Ĝ_k(y') − log Ĝ_{k-1}(y) + log L(y' → y) − log M_k(y → y'),
 
@@ -12,8 +12,9 @@ and fixed inner sizes Ẑ is unbiased. The final selection J ∝ ω_J among a pa
 
 The adaptive sweep picks δ_k = 2ε/M̂_{k-1} (I-MMSE: ε nats per step, M̂ = Σ W tr Ĉ), halves δ
 while CESS < c_min, adapts the inner size to the inner ESS, stops at Λ or once the last
-conditional is nearly Gaussian, and records the grid in a :class:`Schedule`. A frozen sweep
-replays a schedule, so its Ẑ is exactly unbiased.
+conditional is nearly Gaussian, and records the grid in a
+[`Schedule`][numpyro_transport.sweep.Schedule]. A frozen sweep replays a schedule, so its Ẑ
+is exactly unbiased.
 """
 
 from typing import NamedTuple
@@ -65,7 +66,7 @@ class TransportState(NamedTuple):
         y: ``(N, d)`` positions in SL coordinates.
         log_weights: ``(N,)`` normalized log SMC weights log W.
         log_g: ``(N,)`` log Ĝ(y) at the current λ (0 at λ = 0).
-        draws: the particles' own :class:`~numpyro_transport.drift.InnerDraws` at (y, λ).
+        draws: the particles' own [`InnerDraws`][numpyro_transport.drift.InnerDraws] at (y, λ).
         lam: current λ.
         num_blocks: inner blocks active in ``draws``.
         log_evidence: running log Ẑ (Kahan-compensated sum of the increments).
@@ -117,13 +118,14 @@ class StepInfo(NamedTuple):
 
 
 def empty_steps(shape=()) -> StepInfo:
-    """Zeroed :class:`StepInfo` arrays of ``shape`` (the dtypes every step produces).
+    """Zeroed [`StepInfo`][numpyro_transport.sweep.StepInfo] arrays of ``shape`` (the dtypes every
+    step produces).
 
     Args:
         shape: the shape of every field, e.g. ``(max_steps,)``; scalars by default.
 
     Returns:
-        The zeroed :class:`StepInfo`.
+        The zeroed [`StepInfo`][numpyro_transport.sweep.StepInfo].
     """
     real = jnp.zeros(shape, jnp.result_type(float))
     count = jnp.zeros(shape, jnp.int32)
@@ -154,7 +156,8 @@ class SweepResult(NamedTuple):
         num_steps: K.
         completed: whether the sweep ended by its own rule rather than at ``max_steps``.
         num_evaluations: target evaluations of the sweep.
-        steps: :class:`StepInfo` arrays of length ``max_steps`` (first K valid).
+        steps: [`StepInfo`][numpyro_transport.sweep.StepInfo] arrays of length ``max_steps`` (first
+            K valid).
         schedule: the grid that was run.
     """
 
@@ -181,10 +184,10 @@ def init(rng_key, logdensity_fn, dim, config: TransportConfig) -> TransportState
         rng_key: a JAX PRNG key for the inner noise.
         logdensity_fn: the whitened target ``x (d,) -> log γ(x)``.
         dim: d.
-        config: the :class:`~numpyro_transport.config.TransportConfig`.
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig].
 
     Returns:
-        The initial :class:`TransportState`.
+        The initial [`TransportState`][numpyro_transport.sweep.TransportState].
     """
     n, m = config.num_particles, config.num_inner
     y = jnp.zeros((n, dim))
@@ -199,16 +202,17 @@ def init(rng_key, logdensity_fn, dim, config: TransportConfig) -> TransportState
 def build_kernel(logdensity_fn, config: TransportConfig):
     """The SMC step ``kernel(key, state, drift, lam_next, num_blocks) -> (state, info)``.
 
-    In the kernel, ``drift`` is the :class:`~numpyro_transport.drift.DriftEstimate` of
+    In the kernel, ``drift`` is the [`DriftEstimate`][numpyro_transport.drift.DriftEstimate] of
     ``state``.
 
     Args:
         logdensity_fn: the whitened target ``x (d,) -> log γ(x)``.
-        config: the :class:`~numpyro_transport.config.TransportConfig`.
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig].
 
     Returns:
         The kernel, which moves, reweights and (when the ESS is low) resamples the particles,
-        returning the new :class:`TransportState` and the step's :class:`StepInfo`.
+        returning the new [`TransportState`][numpyro_transport.sweep.TransportState] and the step's
+        [`StepInfo`][numpyro_transport.sweep.StepInfo].
     """
     move = get_move(config.move)
     n, m = config.num_particles, config.num_inner
@@ -355,19 +359,21 @@ def run_sweep(
     Args:
         rng_key: a JAX PRNG key.
         logdensity_fn: the target over the original coordinates u, ``u (d,) -> log p(u)``.
-        reference: the Gaussian :class:`~numpyro_transport.reference.Reference` that whitens
+        reference: the Gaussian [`Reference`][numpyro_transport.Reference] that whitens
             the target.
-        config: the :class:`~numpyro_transport.config.TransportConfig`.
-        schedule: the :class:`Schedule` to replay; ``None`` for an adaptive sweep.
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig].
+        schedule: the [`Schedule`][numpyro_transport.sweep.Schedule] to replay; ``None`` for an
+            adaptive sweep.
         progress: every step reports λ to the host bar of
-            :mod:`numpyro_transport.progress_bar`.
+            [`numpyro_transport.progress_bar`][numpyro_transport.progress_bar].
         temperature: β; below 1 the sweep targets p^β·reference^(1−β) instead (warm-up
             only).
         adaptive: a traced bool, by default ``schedule is None``, that chooses between adapting
             and replaying ``schedule`` inside one compiled function.
 
     Returns:
-        The sweep's :class:`SweepResult`, in the original coordinates.
+        The sweep's [`SweepResult`][numpyro_transport.sweep.SweepResult], in the original
+        coordinates.
     """
     target = whiten(logdensity_fn, reference, temperature)
     dim = reference.mean.shape[0]
@@ -413,10 +419,10 @@ def empty_schedule(config: TransportConfig) -> Schedule:
     """A schedule with no steps, padded to ``config.max_steps``.
 
     Args:
-        config: the :class:`~numpyro_transport.config.TransportConfig`.
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig].
 
     Returns:
-        The empty :class:`Schedule`.
+        The empty [`Schedule`][numpyro_transport.sweep.Schedule].
     """
     n_max = config.max_steps
     return Schedule(jnp.zeros(n_max), jnp.ones(n_max, jnp.int32), jnp.zeros((), jnp.int32))

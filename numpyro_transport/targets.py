@@ -1,7 +1,7 @@
 """Unnormalized targets with closed-form answers, for tests and benchmarks.
 
-Each :class:`Target` carries an unnormalized log-density over R^d and whatever is known
-exactly about it: log Z, mean, covariance, mode weights and an exact sampler.
+Each [`Target`][numpyro_transport.targets.Target] carries an unnormalized log-density over R^d and
+whatever is known exactly about it: log Z, mean, covariance, mode weights and an exact sampler.
 """
 
 from collections.abc import Callable
@@ -124,7 +124,7 @@ def two_mode(dim=1, weights=(0.3, 0.7), separation=4.0, scale=0.5):
         scale: standard deviation of each mode, in every coordinate.
 
     Returns:
-        The mixture :class:`Target`.
+        The mixture [`Target`][numpyro_transport.targets.Target].
     """
     direction = jnp.ones(dim) / jnp.sqrt(dim)
     means = jnp.stack([-0.5 * separation * direction, 0.5 * separation * direction])
@@ -140,7 +140,7 @@ def gmm40(seed=0, num_modes=40, box=40.0):
         box: half-width of the square of the means.
 
     Returns:
-        The mixture :class:`Target`, in two dimensions.
+        The mixture [`Target`][numpyro_transport.targets.Target], in two dimensions.
     """
     means = jax.random.uniform(jax.random.key(seed), (num_modes, 2), minval=-box, maxval=box)
     return mixture(means, jnp.ones(num_modes), jnp.full(num_modes, 1.0 / num_modes), name="gmm-40")

@@ -7,10 +7,11 @@ its ``log_likelihood_increment`` estimates log Z. Two inner kernels, tuned after
 step with ``blackjax.inner_kernel_tuning``:
 
 - ``"hmc"``: HMC, inverse mass matrix = the particles' weighted variances, step size
-  ← step size · exp(acceptance − 0.65) (the baseline of :mod:`numpyro_transport.baselines`);
+  ← step size · exp(acceptance − 0.65) (the baseline of
+  [`numpyro_transport.baselines`][numpyro_transport.baselines]);
 - ``"rmh"``: gradient-free random-walk Metropolis with proposal scale s·chol(Σ̂), Σ̂ the particles'
   weighted covariance and s ← s · exp(acceptance − 0.234), from s = 2.38/√d (the warm-up's
-  first reference, :mod:`numpyro_transport.warmup`).
+  first reference, [`numpyro_transport.warmup`][numpyro_transport.warmup]).
 
 Non-finite ℓ counts as −∞ (weight 0), stored as −1e30 so that BlackJAX's 0 · ℓ stays 0.
 """
@@ -37,7 +38,7 @@ _LOG_ZERO = -1e30
 
 
 class TemperedResult(NamedTuple):
-    """One run of :func:`build_tempered_smc`.
+    """One run of [`build_tempered_smc`][numpyro_transport.tempered.build_tempered_smc].
 
     Attributes:
         log_z: Σ of the log-likelihood increments: log Ẑ once ``tempering_param`` is 1.

@@ -12,13 +12,15 @@ it beats the current one, so a sweep that degenerated can never drag the referen
 tempered sweeps continue until β = 1; then sweeps at β = 1 refit further, and the last warm-up
 sweep (no refit) fixes the λ-grid and inner sizes for the production sweeps.
 
-When the first reference is so far from p that β̂ < ``SMC_BELOW``, :func:`smc_reference`
-runs BlackJAX's adaptive tempered SMC with a gradient-free random-walk kernel
-(:mod:`numpyro_transport.tempered`) from the reference to p, and adopts its moments if they score
-better on the pool: a posterior 100× narrower than its prior takes one SMC run there, where the
-tempered sweeps gain a factor of 2–4 in β each.
+When the first reference is so far from p that β̂ < ``SMC_BELOW``,
+[`smc_reference`][numpyro_transport.warmup.smc_reference] runs BlackJAX's adaptive tempered SMC
+with a gradient-free random-walk kernel
+([`numpyro_transport.tempered`][numpyro_transport.tempered]) from the reference to p, and adopts
+its moments if they score better on the pool: a posterior 100× narrower than its prior takes one
+SMC run there, where the tempered sweeps gain a factor of 2–4 in β each.
 
-These are the pieces; :mod:`numpyro_transport.driver` runs them, for every front-end.
+These are the pieces; [`numpyro_transport.driver`][numpyro_transport.driver] runs them, for
+every front-end.
 """
 
 from typing import NamedTuple
@@ -34,10 +36,12 @@ from numpyro_transport.sweep import Schedule, SweepResult, empty_schedule
 from numpyro_transport.tempered import build_tempered_smc
 from numpyro_transport.weights import ess_fraction
 
-#: Candidate refits judged after each warm-up sweep (:func:`extrapolated_refits`).
+#: Candidate refits judged after each warm-up sweep
+#: ([`extrapolated_refits`][numpyro_transport.warmup.extrapolated_refits]).
 REFIT_LEVELS = 6
-#: A first reference with β̂ below this goes through :func:`smc_reference` first: a tempered
-#: sweep multiplies β̂ by 2–4, so one sweep would not reach β = 1 from there.
+#: A first reference with β̂ below this goes through
+#: [`smc_reference`][numpyro_transport.warmup.smc_reference] first: a tempered sweep multiplies β̂
+#: by 2–4, so one sweep would not reach β = 1 from there.
 SMC_BELOW = 0.5
 
 __all__ = [
@@ -56,7 +60,7 @@ class WarmupState(NamedTuple):
     """What the warm-up has learned so far.
 
     Attributes:
-        reference: the current :class:`~numpyro_transport.reference.Reference`.
+        reference: the current [`Reference`][numpyro_transport.Reference].
         schedule: the λ-grid of the last adaptive sweep on this reference (frozen at the end).
         temperature: β of the next warm-up sweep, in (0, 1].
         pool_ess: ESS fraction of importance sampling p from ``reference`` on the pool.
@@ -76,7 +80,7 @@ def pool_log_ratios(pool_key, logdensity_fn, reference: Reference, num: int):
     Args:
         pool_key: the key of the pool's standard normal draws (common random numbers).
         logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
-        reference: the :class:`~numpyro_transport.reference.Reference` the draws come from.
+        reference: the [`Reference`][numpyro_transport.Reference] the draws come from.
         num: the pool's size, N·M.
 
     Returns:
@@ -121,14 +125,15 @@ def init(
     Args:
         pool_key: the key of the fixed pool of N·M reference draws.
         logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
-        reference: the first :class:`~numpyro_transport.reference.Reference`.
-        config: the :class:`~numpyro_transport.config.TransportConfig` (pool size N·M).
-        tempering_ess: the ESS fraction that sets β̂ (:func:`tempering_exponent`).
+        reference: the first [`Reference`][numpyro_transport.Reference].
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig] (pool size N·M).
+        tempering_ess: the ESS fraction that sets β̂
+            ([`tempering_exponent`][numpyro_transport.warmup.tempering_exponent]).
         log_r: the pool's log-ratios, if already computed.
 
     Returns:
-        The first :class:`WarmupState` and the pool's ``(N·M,)`` log-ratios (to check the
-        start).
+        The first [`WarmupState`][numpyro_transport.warmup.WarmupState] and the pool's ``(N·M,)``
+        log-ratios (to check the start).
     """
     if log_r is None:
         num_pool = config.num_particles * config.num_inner
@@ -147,7 +152,7 @@ def sweep_temperature(state: WarmupState, final):
     """β of the next sweep: 1 for the ``final`` (frozen-grid) sweep.
 
     Args:
-        state: the :class:`WarmupState`.
+        state: the [`WarmupState`][numpyro_transport.warmup.WarmupState].
         final: whether the next sweep is the last warm-up sweep (may be traced).
 
     Returns:
@@ -175,9 +180,9 @@ def extrapolated_refits(result: SweepResult, reference: Reference, temperature):
     Fits that are not positive definite come out non-finite and are never chosen.
 
     Args:
-        result: the :class:`~numpyro_transport.sweep.SweepResult` of the tempered sweep (its
+        result: the [`SweepResult`][numpyro_transport.sweep.SweepResult] of the tempered sweep (its
             Rao–Blackwellized ``mean`` and ``cov``).
-        reference: the :class:`~numpyro_transport.reference.Reference` the sweep ran on.
+        reference: the [`Reference`][numpyro_transport.Reference] the sweep ran on.
         temperature: β of the sweep.
 
     Returns:
@@ -201,7 +206,7 @@ def extrapolated_refits(result: SweepResult, reference: Reference, temperature):
 
 
 def _best(state: WarmupState, candidates: Reference, logdensity_fn, config, tempering_ess, allow):
-    """Judge a stack of candidate references on the pool (:func:`_score`, common random
+    """Judge a stack of candidate references on the pool (``_score``, common random
     numbers; non-finite ones never win) and adopt the best if ``allow`` and it beats the current
     reference: its β̂ becomes the next temperature. Returns (state, adopted); the schedule is
     kept."""
@@ -240,9 +245,10 @@ def smc_reference(
 
     Args:
         rng_key: a JAX PRNG key for the SMC run.
-        state: the :class:`WarmupState` whose reference the run starts from.
+        state: the [`WarmupState`][numpyro_transport.warmup.WarmupState] whose reference the run
+            starts from.
         logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
-        config: the :class:`~numpyro_transport.config.TransportConfig` (N·M particles).
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig] (N·M particles).
         tempering_ess: the ESS fraction that sets β̂ of a reference.
 
     Returns:
@@ -278,14 +284,15 @@ def adapt(
     """Learn from one adaptive warm-up ``result`` swept on ``state.reference`` at β.
 
     Records its grid; unless ``final``, considers the extrapolated refits of
-    :func:`extrapolated_refits` and keeps the best on the pool if it beats the current reference
-    (:func:`_score`, common random numbers); β becomes the new reference's β̂.
+    [`extrapolated_refits`][numpyro_transport.warmup.extrapolated_refits] and keeps the best on the
+    pool if it beats the current reference (``_score``, common random numbers); β becomes the new
+    reference's β̂.
 
     Args:
-        state: the :class:`WarmupState` the sweep ran on.
-        result: the adaptive sweep's :class:`~numpyro_transport.sweep.SweepResult`.
+        state: the [`WarmupState`][numpyro_transport.warmup.WarmupState] the sweep ran on.
+        result: the adaptive sweep's [`SweepResult`][numpyro_transport.sweep.SweepResult].
         logdensity_fn: the unnormalized log-density ``u (d,) -> log p(u)``.
-        config: the :class:`~numpyro_transport.config.TransportConfig`.
+        config: the [`TransportConfig`][numpyro_transport.TransportConfig].
         tempering_ess: the ESS fraction that sets β̂ of a reference.
         final: whether this was the last warm-up sweep (no refit; may be traced).
 

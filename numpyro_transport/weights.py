@@ -2,7 +2,7 @@
 evidence combined over independent sweeps. Every weight computation of the package is here.
 
 The effective sample size of log-weights ``l`` is (Σ e^l)²/Σ e^{2l} (BlackJAX's
-:func:`blackjax.smc.ess.log_ess`); with no finite weight it is 0, never NaN.
+``blackjax.smc.ess.log_ess``); with no finite weight it is 0, never NaN.
 """
 
 import math
@@ -53,7 +53,7 @@ def ess(log_w):
 
 
 def ess_fraction(log_w, beta=1.0):
-    """ESS/n of the weights exp(β·l) (see :func:`ess`).
+    """ESS/n of the weights exp(β·l) (see [`ess`][numpyro_transport.weights.ess]).
 
     Args:
         log_w: ``(n,)`` log-weights l.
