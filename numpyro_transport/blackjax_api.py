@@ -137,12 +137,13 @@ def build_kernel(config: TransportConfig) -> Callable:
         flat_logdensity = _flat(logdensity_fn, unravel)
         k_sweep, k_accept = jax.random.split(rng_key)
         result = run_sweep(k_sweep, flat_logdensity, state.reference, config, state.schedule)
-        chain = pimh.PIMHState(flat, state.logdensity, state.log_evidence)
-        chain, info = pimh.accept(k_accept, chain, result)
+        # The state keeps the draw and its log Ẑ, not the system it came from.
+        chain = pimh.init(flat, state.logdensity, config.num_particles, state.log_evidence)
+        chain, info = pimh.propose(k_accept, chain, result)
         new_state = state._replace(
             position=unravel(chain.position),
             logdensity=chain.logdensity,
-            log_evidence=chain.log_evidence,
+            log_evidence=chain.system.log_evidence,
         )
         return new_state, info
 

@@ -4,7 +4,8 @@ The ``transport`` group holds per-step diagnostics of whole sweeps, dims
 ``(chain, sweep, step)``: every warm-up sweep (up to 64) and the latest sampling sweeps. Steps
 past a sweep's K are NaN. Per-sweep variables (``phase``, ``iteration``, ``sweep_log_evidence``,
 ``num_steps``, ``temperature``, ``refit_accepted``) have dims ``(chain, sweep)``; the group's
-attributes carry ``log_evidence`` and ``log_evidence_se``.
+attributes carry ``log_evidence`` and ``log_evidence_se`` (for an MCMC run, when it proposed at
+least two sampling sweeps) and the kernel's settings.
 """
 
 import json
@@ -36,14 +37,16 @@ def log_evidence(mcmc) -> tuple[float, float]:
     [`AST`][numpyro_transport.AST].
 
     Averages Ẑ over **every** sweep proposed in the sampling phase of every chain, accepted or
-    not. Each frozen sweep's Ẑ is unbiased and independent of the others, so their mean is
-    unbiased and its spread gives the standard error (delta method on log). The sweeps the
+    not, each once (the iterations marked ``new_sweep``; those that only draw from the accepted
+    particles repeat the latest log Ẑ*). Each frozen sweep's Ẑ is unbiased and independent of
+    the others, so their mean is unbiased and its spread gives the standard error (delta method
+    on log). The sweeps the
     chain accepted are not a fair sample: PIMH accepts a sweep with probability min(1, Ẑ*/Ẑ),
     which favours large Ẑ*, so the Ẑ attached to the current draws is biased upward.
 
     Args:
-        mcmc: a ``numpyro.infer.MCMC`` that ran the [`AST`][numpyro_transport.AST] kernel with its
-            default extra fields (``log_evidence`` among them).
+        mcmc: a ``numpyro.infer.MCMC`` that ran the [`AST`][numpyro_transport.AST] kernel with
+            its default extra fields (``log_evidence`` and ``new_sweep`` among them).
 
     Returns:
         ``(log_z, se)``: log Ẑ and its standard error, as floats.
@@ -55,32 +58,52 @@ def log_evidence(mcmc) -> tuple[float, float]:
         >>> def model(y):  # log Z = log N(y; 0, 2)
         ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
         ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
-        >>> kernel = AST(model, num_particles=32, max_inner_blocks=1)
-        >>> mcmc = MCMC(kernel, num_warmup=2, num_samples=20, progress_bar=False)
+        >>> kernel = AST(model, num_particles=32, max_inner_blocks=1, draws_per_sweep=4)
+        >>> mcmc = MCMC(kernel, num_warmup=2, num_samples=80, progress_bar=False)
         >>> mcmc.run(jax.random.key(0), 0.0)
-        >>> log_z, se = log_evidence(mcmc)
+        >>> log_z, se = log_evidence(mcmc)  # over the 20 proposed sweeps
         >>> bool(abs(log_z + 0.5 * jnp.log(4 * jnp.pi)) < 4 * se + 0.01)
         True
     """
     _kernel(mcmc)
     warn_if_tempering_unfinished(mcmc.last_state.driver.warmup.temperature, "the AST chains")
     fields = mcmc.get_extra_fields(group_by_chain=True)
-    if "log_evidence" not in fields:
+    missing = {"log_evidence", "new_sweep"} - set(fields)
+    if missing:
         raise ValueError(
-            "The run did not collect the 'log_evidence' field; keep AST's default_fields."
+            f"The run did not collect the fields {sorted(missing)}; keep AST's default_fields."
         )
-    return combine_evidence(np.asarray(fields["log_evidence"]).reshape(-1))
+    proposed = np.asarray(fields["log_evidence"])[np.asarray(fields["new_sweep"], bool)]
+    if proposed.size < 2:
+        raise ValueError(
+            f"log_evidence needs at least 2 proposed sweeps; the run proposed {proposed.size} "
+            "(one every draws_per_sweep sampling iterations). Run more num_samples, or give "
+            "AST(..., draws_per_sweep=...) a smaller value."
+        )
+    return combine_evidence(proposed)
 
 
-def _valid_slots(record: SweepRecord) -> np.ndarray:
-    """Filled slots of a record (same for every chain), in iteration order."""
-    iteration = np.asarray(record.iteration).reshape(-1, record.iteration.shape[-1])[0]
-    slots = np.flatnonzero(iteration >= 0)
-    return slots[np.argsort(iteration[slots])]
+def _ordered(record: SweepRecord) -> tuple[SweepRecord, int]:
+    """Each chain's filled slots in iteration order, padded at the end to the largest count
+    (chains may propose different numbers of sweeps): padding has iteration −1, no steps and a
+    NaN log Ẑ. Returns the record and the number of slots kept."""
+    iteration = np.asarray(record.iteration)
+    filled = iteration >= 0
+    width = int(filled.sum(axis=1).max(initial=0))
+    key = np.where(filled, iteration.astype(np.int64), np.iinfo(np.int64).max)
+    order = np.argsort(key, axis=1, kind="stable")[:, :width]
 
+    def take(a):
+        a = np.asarray(a)
+        return np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
 
-def _take(record: SweepRecord, slots) -> SweepRecord:
-    return jax.tree.map(lambda a: np.take(np.asarray(a), slots, axis=1), record)
+    taken = jax.tree.map(take, record)
+    kept = np.take_along_axis(filled, order, axis=1)
+    return taken._replace(
+        num_steps=np.where(kept, taken.num_steps, 0),
+        iteration=np.where(kept, taken.iteration, -1),
+        log_evidence=np.where(kept, taken.log_evidence, np.nan),
+    ), width
 
 
 def transport_dataset(records, phases, attrs=None) -> xr.Dataset:
@@ -88,7 +111,8 @@ def transport_dataset(records, phases, attrs=None) -> xr.Dataset:
 
     Args:
         records: [`SweepRecord`][numpyro_transport.records.SweepRecord]s with leading dims
-            ``(chain, sweep)``; empty slots (iteration −1) are dropped.
+            ``(chain, sweep)``; empty slots (iteration −1) are dropped, and a chain with fewer
+            filled slots than another is padded (iteration −1, NaN).
         phases: the phase of each record (e.g. ``"warmup"``, ``"sample"``), one per record.
         attrs: attributes of the dataset (e.g. ``log_evidence``); none by default.
 
@@ -96,10 +120,8 @@ def transport_dataset(records, phases, attrs=None) -> xr.Dataset:
         The ``xarray.Dataset`` of the ``transport`` group: dims ``(chain, sweep, step)`` and
         ``(chain, sweep)``, steps past a sweep's K set to NaN.
     """
-    parts = []
-    for record, phase in zip(records, phases, strict=True):
-        slots = _valid_slots(record)
-        parts.append((_take(record, slots), phase, slots.size))
+    parts = [(*_ordered(record), phase) for record, phase in zip(records, phases, strict=True)]
+    parts = [(record, phase, width) for record, width, phase in parts]
     num_steps = np.concatenate([np.asarray(r.num_steps) for r, _, _ in parts], axis=1)
     width = max(int(num_steps.max(initial=0)), 1)
     valid = np.arange(width) < num_steps[..., None]
@@ -224,14 +246,15 @@ def to_arviz(run, **from_numpyro_kwargs) -> xr.DataTree:
     records = [state.warmup_record, state.sample_record]
     if mcmc.num_chains == 1:
         records = [jax.tree.map(lambda a: np.asarray(a)[None], r) for r in records]
-    log_z, se = log_evidence(mcmc)
     attrs = {
-        "log_evidence": log_z,
-        "log_evidence_se": se,
         "dim": int(np.shape(state.driver.warmup.reference.mean)[-1]),
         "num_particles": kernel.config.num_particles,
+        "draws_per_sweep": int(np.min(np.asarray(state.draws_per_sweep))),
         "config": json.dumps(asdict(kernel.config)),
     }
+    proposed = np.asarray(mcmc.get_extra_fields().get("new_sweep", [])).sum()
+    if proposed >= 2:  # else no evidence: log_evidence(mcmc) says why
+        attrs["log_evidence"], attrs["log_evidence_se"] = log_evidence(mcmc)
     if kernel.sizing is not None:  # num_particles="auto": the pilot that chose N
         attrs.update(
             pilot_particles=kernel.sizing.pilot_particles,

@@ -14,6 +14,7 @@ is one [`numpyro_transport.driver.step`][numpyro_transport.driver.step]:
   targets the posterior exactly, for any number of particles.
 """
 
+import functools
 import numbers
 from dataclasses import replace
 from typing import NamedTuple
@@ -46,16 +47,24 @@ class ASTState(NamedTuple):
     """State of one AST chain.
 
     Attributes:
+        i: iterations run (warm-up while ``i < num_warmup``).
         z: current draw, in unconstrained space (the sample field).
         potential_energy: potential energy at ``z`` (ArviZ reports ``lp`` = −this).
-        accept_prob: this iteration's PIMH acceptance probability min(1, Ẑ*/Ẑ)
-            (1 in warm-up; ArviZ reports ``acceptance_rate``).
-        log_evidence: log Ẑ* of this iteration's sweep (accepted or not).
-        sweep_ess: final ESS fraction 1/(NΣW²) of this iteration's sweep.
-        num_sweep_steps: steps K of this iteration's sweep.
-        num_evaluations: log-density evaluations of this iteration.
-        chain_log_evidence: log Ẑ that came with ``z`` (the PIMH state); −∞ during warm-up,
-            so that the first sampling iteration accepts its frozen sweep's draw.
+        accept_prob: PIMH acceptance probability min(1, Ẑ*/Ẑ) of the latest proposed sweep
+            (1 in warm-up; ArviZ reports ``acceptance_rate``); an iteration that only
+            refreshes the draw repeats it, so its mean over a run is the proposals' mean.
+        log_evidence: log Ẑ* of the latest proposed sweep (accepted or not), repeated like
+            ``accept_prob``; ``new_sweep`` marks the iterations that proposed it.
+        sweep_ess: final ESS fraction 1/(NΣW²) of the latest proposed sweep.
+        num_sweep_steps: steps K of the latest proposed sweep.
+        num_evaluations: log-density evaluations of this iteration (0 for a refresh).
+        new_sweep: whether this iteration ran a sweep (a warm-up sweep or a PIMH proposal);
+            the others draw a new particle from the chain's particle system.
+        draws_per_sweep: draws each sampling sweep serves (see
+            [`draws_for`][numpyro_transport.kernel.draws_for]).
+        chain: the PIMH chain, [`PIMHState`][numpyro_transport.pimh.PIMHState]: the accepted
+            sweep's weighted particles and the index of ``z`` among them; its log Ẑ is −∞
+            during warm-up, so that the first sampling iteration accepts its frozen sweep.
         driver: [`DriverState`][numpyro_transport.driver.DriverState]: reference, grid, β̂, the
             iteration count and the warm-up's evaluations.
         warmup_record: [`SweepRecord`][numpyro_transport.records.SweepRecord] of the first warm-up
@@ -65,6 +74,7 @@ class ASTState(NamedTuple):
         rng_key: random key.
     """
 
+    i: jax.Array
     z: dict
     potential_energy: jax.Array
     accept_prob: jax.Array
@@ -72,16 +82,13 @@ class ASTState(NamedTuple):
     sweep_ess: jax.Array
     num_sweep_steps: jax.Array
     num_evaluations: jax.Array
-    chain_log_evidence: jax.Array
+    new_sweep: jax.Array
+    draws_per_sweep: jax.Array
+    chain: pimh.PIMHState
     driver: driver.DriverState
     warmup_record: records.SweepRecord
     sample_record: records.SweepRecord
     rng_key: jax.Array
-
-    @property
-    def i(self):
-        """Iterations run (warm-up while ``i < num_warmup``)."""
-        return self.driver.iteration
 
     @property
     def warmup_evaluations(self):
@@ -99,6 +106,33 @@ class _Target(NamedTuple):
     unravel: object
     reference: Reference | None
     logdensity: object
+
+
+def draws_for(sweep_ess, num_particles: int):
+    """Draws per sampling sweep: the sweep's effective sample size, N·ESS, in [1, N].
+
+    r index refreshes of one particle system carry the information of r·E/(r + E) independent
+    draws, where E is the system's effective number of independent draws (about N·ESS). With
+    r = E a sweep serves half of what it holds, where a plain PIMH step serves one draw; r
+    refreshes cost r categorical draws and no target evaluation. More refreshes gain at most
+    twice as much, for more memory and fewer proposals in a run of ``num_samples`` draws (the
+    chain's moves between systems).
+
+    Args:
+        sweep_ess: the final ESS fraction 1/(NΣW²) of the last warm-up sweep.
+        num_particles: N.
+
+    Returns:
+        The number of draws, an int32 in [1, N] (1 if the ESS is not finite).
+    """
+    draws = jnp.round(jnp.where(jnp.isfinite(sweep_ess), sweep_ess, 0.0) * num_particles)
+    return jnp.clip(draws, 1, num_particles).astype(jnp.int32)
+
+
+def _is_proposal(i, draws_per_sweep, num_warmup: int):
+    """Whether iteration ``i`` runs a sweep: every warm-up iteration, then every
+    ``draws_per_sweep``-th."""
+    return (i < num_warmup) | ((i - num_warmup) % jnp.maximum(draws_per_sweep, 1) == 0)
 
 
 def _around(flat) -> Reference:
@@ -119,13 +153,15 @@ def _check_start(log_r):
 class AST(MCMCKernel):
     """Annealed stochastic transport: an exact, gradient-free particle sampler with evidence.
 
-    Each iteration is one sweep of N particles from a Gaussian reference to the posterior,
-    run by [`numpyro_transport.driver.step`][numpyro_transport.driver.step]. Warm-up iterations
-    adapt the reference, the λ-grid and the inner sizes (the driver's warm-up rule: ``num_warmup``
-    counts every warm-up sweep, tempered ones included); sampling iterations are particle
-    independent Metropolis–Hastings steps with everything frozen, so the draws are exact for any N.
-    An iteration costs about N·M·K log-density evaluations (no gradients); use few warm-up
-    iterations (3–10).
+    A sweep moves N particles from a Gaussian reference to the posterior
+    ([`numpyro_transport.driver.step`][numpyro_transport.driver.step]). Every warm-up iteration
+    runs one, adapting the reference, the λ-grid and the inner sizes (the driver's warm-up rule:
+    ``num_warmup`` counts every warm-up sweep, tempered ones included). Sampling iterations are
+    particle independent Metropolis–Hastings with everything frozen: every ``draws_per_sweep``-th
+    iteration proposes a fresh sweep's weighted particles (about N·M·K log-density evaluations,
+    no gradients), and every iteration draws the next particle from the accepted ones by weight
+    (no evaluation), so the draws are exact for any N ([`pimh`][numpyro_transport.pimh]). Use few
+    warm-up iterations (3–10).
 
     Args:
         model: Python callable containing NumPyro primitives.
@@ -146,6 +182,10 @@ class AST(MCMCKernel):
         num_recorded_sweeps: sampling sweeps whose per-step diagnostics are kept (the latest
             ones) for [`to_arviz`][numpyro_transport.inference_data.to_arviz]; up to 64 warm-up
             sweeps are kept too.
+        draws_per_sweep: draws each sampling sweep serves; ``"auto"`` (default) takes the last
+            warm-up sweep's effective sample size
+            ([`draws_for`][numpyro_transport.kernel.draws_for]; under
+            ``chain_method="vectorized"`` the smallest over the chains); 1 is plain PIMH.
         **options: other [`TransportConfig`][numpyro_transport.TransportConfig] options.
 
     Examples:
@@ -174,6 +214,7 @@ class AST(MCMCKernel):
         num_prior_draws: int = 512,
         tempering_ess: float = 0.05,
         num_recorded_sweeps: int = 8,
+        draws_per_sweep: int | str = "auto",
         **options,
     ):
         if not (model is None) ^ (potential_fn is None):
@@ -192,12 +233,19 @@ class AST(MCMCKernel):
             raise ValueError(f"num_particles={num_particles!r} must be an integer or 'auto'.")
         if num_prior_draws < 2:
             raise ValueError(f"num_prior_draws={num_prior_draws!r} must be at least 2.")
+        if draws_per_sweep != "auto" and not (
+            isinstance(draws_per_sweep, numbers.Integral) and draws_per_sweep >= 1
+        ):
+            raise ValueError(
+                f"draws_per_sweep={draws_per_sweep!r} must be a positive integer or 'auto'."
+            )
         self._model = model
         self._potential_fn = potential_fn
         self._reference = reference
         self._num_prior_draws = num_prior_draws
         self._tempering_ess = tempering_ess
         self._num_recorded_sweeps = num_recorded_sweeps
+        self._draws_per_sweep = draws_per_sweep
         self.config = TransportConfig(
             num_particles=sizing.MIN_PARTICLES if auto else int(num_particles), **options
         )
@@ -223,6 +271,7 @@ class AST(MCMCKernel):
             "sweep_ess",
             "num_sweep_steps",
             "num_evaluations",
+            "new_sweep",
             "potential_energy",
         )
 
@@ -301,9 +350,7 @@ class AST(MCMCKernel):
         # One sample function per structure: a second run() with the same shapes reuses it.
         structure = (num_warmup, vectorized, jax.tree.structure(target.prototype), flat.shape)
         if structure not in self._sample_fns:
-            sample_fn = self._build_sample_fn(num_warmup, target.unravel)
-            if vectorized:
-                sample_fn = jax.vmap(sample_fn, in_axes=(0, None, None))
+            sample_fn = self._build_sample_fn(num_warmup, target.unravel, vectorized)
             self._sample_fns[structure] = sample_fn
         self._sample_fn = self._sample_fns[structure]
         return state
@@ -357,15 +404,20 @@ class AST(MCMCKernel):
             start, _ = driver.init(pool_key, target.logdensity, ref, config, tempering_ess, log_r)
             zero = jnp.zeros(())
             no_evidence = jnp.full((), -jnp.inf, zero.dtype)  # typed as sample() returns it
+            logdensity = target.logdensity(flat)
+            fixed = 1 if self._draws_per_sweep == "auto" else self._draws_per_sweep
             return ASTState(
+                i=jnp.zeros((), jnp.int32),
                 z=target.unravel(flat),
-                potential_energy=-target.logdensity(flat),
+                potential_energy=-logdensity,
                 accept_prob=zero,
                 log_evidence=no_evidence,
                 sweep_ess=zero,
                 num_sweep_steps=jnp.zeros((), jnp.int32),
                 num_evaluations=start.num_evaluations,
-                chain_log_evidence=no_evidence,
+                new_sweep=jnp.zeros((), bool),
+                draws_per_sweep=jnp.asarray(fixed, jnp.int32),
+                chain=pimh.init(flat, logdensity, config.num_particles),
                 driver=start,
                 warmup_record=records.empty_record(sizes[0], config),
                 sample_record=records.empty_record(sizes[1], config),
@@ -388,43 +440,100 @@ class AST(MCMCKernel):
             state = jax.jit(smc_start)(state)
         return state
 
-    def _build_sample_fn(self, num_warmup: int, unravel):
-        config, tempering_ess = self.config, self._tempering_ess
+    def _build_sample_fn(self, num_warmup: int, unravel, vectorized: bool):
+        """The sample function: a sweep or a refresh, chosen once per iteration (for all chains
+        under ``vectorized``, from the shared iteration count, so that ``lax.cond`` runs one
+        branch)."""
+        propose = functools.partial(self._propose, num_warmup=num_warmup, unravel=unravel)
+        refresh = functools.partial(self._refresh, unravel=unravel)
+        if not vectorized:
+
+            def sample_fn(state: ASTState, model_args, model_kwargs):
+                due = _is_proposal(state.i, state.draws_per_sweep, num_warmup)
+                # The model's arguments are closed over, not operands: they may hold shapes.
+                return jax.lax.cond(
+                    due,
+                    lambda s: propose(s, model_args, model_kwargs),
+                    lambda s: refresh(s, model_args, model_kwargs),
+                    state,
+                )
+
+            return sample_fn
+        propose = jax.vmap(propose, in_axes=(0, None, None))
+        refresh = jax.vmap(refresh, in_axes=(0, None, None))
 
         def sample_fn(state: ASTState, model_args, model_kwargs):
-            logdensity = self._logdensity(model_args, model_kwargs or {}, unravel)
-            key, k_sweep, k_pimh = jax.random.split(state.rng_key, 3)
-            new_driver, out = driver.step(
-                k_sweep, state.driver, logdensity, config, tempering_ess, num_warmup
+            due = _is_proposal(state.i[0], state.draws_per_sweep[0], num_warmup)
+            state = jax.lax.cond(
+                due,
+                lambda s: propose(s, model_args, model_kwargs),
+                lambda s: refresh(s, model_args, model_kwargs),
+                state,
             )
-            # PIMH (chain_log_evidence is −∞ in warm-up, so every finite draw is accepted).
-            flat = ravel_pytree(state.z)[0]
-            chain = pimh.PIMHState(flat, -state.potential_energy, state.chain_log_evidence)
-            chain, info = pimh.accept(k_pimh, chain, out.result)
-            warm, i = out.is_warmup, state.driver.iteration
-            n_warm = state.warmup_record.iteration.shape[0]
-            n_sample = state.sample_record.iteration.shape[0]
-            return ASTState(
-                z=unravel(chain.position),
-                potential_energy=-chain.logdensity,
-                accept_prob=info.acceptance_rate,
-                log_evidence=info.log_evidence,
-                sweep_ess=info.ess,
-                num_sweep_steps=out.result.num_steps,
-                num_evaluations=out.num_evaluations,
-                # A warm-up Ẑ comes from an adaptive sweep: the first PIMH step always accepts.
-                chain_log_evidence=jnp.where(warm, -jnp.inf, chain.log_evidence),
-                driver=new_driver,
-                warmup_record=records.write(
-                    state.warmup_record, i, warm & (i < n_warm), out.record
-                ),
-                sample_record=records.write(
-                    state.sample_record, (i - num_warmup) % n_sample, ~warm, out.record
-                ),
-                rng_key=key,
-            )
+            shared = jnp.full_like(state.draws_per_sweep, jnp.min(state.draws_per_sweep))
+            return state._replace(draws_per_sweep=shared)
 
         return sample_fn
+
+    def _propose(self, state: ASTState, model_args, model_kwargs, *, num_warmup, unravel):
+        """An iteration with a sweep: a warm-up sweep, or a frozen sweep proposed to PIMH."""
+        config = self.config
+        logdensity = self._logdensity(model_args, model_kwargs or {}, unravel)
+        key, k_sweep, k_pimh = jax.random.split(state.rng_key, 3)
+        new_driver, out = driver.step(
+            k_sweep, state.driver, logdensity, config, self._tempering_ess, num_warmup
+        )
+        # In warm-up the chain's log Ẑ is −∞, so every finite proposal is accepted.
+        chain, info = pimh.propose(k_pimh, state.chain, out.result)
+        warm, i = out.is_warmup, state.i
+        # A warm-up Ẑ comes from an adaptive sweep: the first sampling proposal replaces it.
+        system = chain.system
+        chain = chain._replace(
+            system=system._replace(log_evidence=jnp.where(warm, -jnp.inf, system.log_evidence))
+        )
+        draws = state.draws_per_sweep
+        if self._draws_per_sweep == "auto":
+            last = i == num_warmup - 1
+            draws = jnp.where(last, draws_for(info.ess, config.num_particles), draws)
+        n_warm = state.warmup_record.iteration.shape[0]
+        n_sample = state.sample_record.iteration.shape[0]
+        proposal = (i - num_warmup) // jnp.maximum(draws, 1)
+        return ASTState(
+            i=i + 1,
+            z=unravel(chain.position),
+            potential_energy=-chain.logdensity,
+            accept_prob=info.acceptance_rate,
+            log_evidence=info.log_evidence,
+            sweep_ess=info.ess,
+            num_sweep_steps=out.result.num_steps,
+            num_evaluations=out.num_evaluations,
+            new_sweep=jnp.ones((), bool),
+            draws_per_sweep=draws,
+            chain=chain,
+            driver=new_driver,
+            warmup_record=records.write(state.warmup_record, i, warm & (i < n_warm), out.record),
+            sample_record=records.write(
+                state.sample_record, proposal % n_sample, ~warm, out.record
+            ),
+            rng_key=key,
+        )
+
+    @staticmethod
+    def _refresh(state: ASTState, model_args, model_kwargs, *, unravel):
+        """An iteration without a sweep: the next draw from the chain's particle system, by
+        weight (exact: [`pimh.refresh`][numpyro_transport.pimh.refresh])."""
+        del model_args, model_kwargs
+        key, k_index = jax.random.split(state.rng_key)
+        chain = pimh.refresh(k_index, state.chain)
+        return state._replace(
+            i=state.i + 1,
+            z=unravel(chain.position),
+            potential_energy=-chain.logdensity,
+            num_evaluations=jnp.zeros_like(state.num_evaluations),
+            new_sweep=jnp.zeros((), bool),
+            chain=chain,
+            rng_key=key,
+        )
 
     def sample(self, state, model_args, model_kwargs):
         """One iteration: an adaptive warm-up sweep, or a frozen sweep and a PIMH step.

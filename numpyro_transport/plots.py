@@ -118,7 +118,10 @@ def plot_acceptance(data):
         ax.plot(accept[c], color=f"C{c}", alpha=0.25, lw=0.6)
         ax.plot(running, color=f"C{c}", lw=1.5, label=f"chain {c}")
     if "log_evidence" in stats:
-        sigma = float(np.std(np.asarray(stats["log_evidence"], dtype=float)))
+        log_z = np.asarray(stats["log_evidence"], dtype=float)
+        if "new_sweep" in stats:  # each proposed sweep once
+            log_z = log_z[np.asarray(stats["new_sweep"], bool)]
+        sigma = float(np.std(log_z))
         ax.axhline(
             2 * norm.cdf(-sigma / np.sqrt(2)),
             color="k",

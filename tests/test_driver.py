@@ -146,35 +146,36 @@ def test_pimh_draws_by_weight_and_accepts_with_the_evidence_ratio():
     w = jnp.array([0.1, 0.2, 0.7, 0.0])
     result = _sweep_result(jnp.log(w), 1.3)
     keys = jax.random.split(jax.random.key(0), 4000)
-    empty = pimh.PIMHState(jnp.full(1, -5.0), jnp.zeros(()), jnp.asarray(-jnp.inf))
-    chains, info = jax.vmap(pimh.accept, (0, None, None))(keys, empty, result)
+    empty = pimh.init(jnp.full(1, -5.0), 0.0, 4)
+    chains, info = jax.vmap(pimh.propose, (0, None, None))(keys, empty, result)
     assert np.all(info.is_accepted) and np.all(info.acceptance_rate == 1.0)
-    counts = np.bincount(np.asarray(chains.position[:, 0], int), minlength=4)
+    counts = np.bincount(np.asarray(chains.index), minlength=4)
     assert counts[3] == 0
     assert stats.chisquare(counts[:3], 4000 * np.asarray(w[:3])).pvalue > 1e-3
     uniform = stats.chisquare(counts[:3], np.full(3, counts[:3].sum() / 3)).pvalue
     assert uniform < 1e-3  # the test can tell a draw that ignores the weights
-    np.testing.assert_allclose(chains.log_evidence, 1.3, rtol=1e-6)
+    np.testing.assert_allclose(chains.system.log_evidence, 1.3, rtol=1e-6)
     np.testing.assert_allclose(info.ess, 1.0 / np.sum(np.asarray(w) ** 2) / 4, rtol=1e-5)
 
-    current = pimh.PIMHState(jnp.full(1, -5.0), jnp.zeros(()), jnp.asarray(1.3 + np.log(2.0)))
-    chains, info = jax.vmap(pimh.accept, (0, None, None))(keys, current, result)
+    current = pimh.init(jnp.full(1, -5.0), 0.0, 4, log_evidence=1.3 + np.log(2.0))
+    chains, info = jax.vmap(pimh.propose, (0, None, None))(keys, current, result)
     np.testing.assert_allclose(info.acceptance_rate, 0.5, rtol=1e-6)
     rate = float(np.mean(info.is_accepted))
     assert abs(rate - 0.5) < 4 * np.sqrt(0.25 / 4000), rate
     stayed = ~np.asarray(info.is_accepted)
-    np.testing.assert_array_equal(chains.position[stayed, 0], -5.0)
+    positions = jax.vmap(lambda c: c.position)(chains)
+    np.testing.assert_array_equal(positions[stayed, 0], -5.0)
 
 
 def test_pimh_refuses_a_non_finite_sweep_or_proposal():
     """A sweep with Ẑ* = 0, or whose drawn particle is NaN, is never accepted, even by a chain
     with log Ẑ = −∞."""
-    empty = pimh.PIMHState(jnp.zeros(1), jnp.zeros(()), jnp.asarray(-jnp.inf))
+    empty = pimh.init(jnp.zeros(1), 0.0, 2)
     for result in (
         _sweep_result(jnp.log(jnp.full(2, 0.5)), -jnp.inf),
         _sweep_result(jnp.log(jnp.full(2, 0.5)), 0.0, particles=jnp.full((2, 1), jnp.nan)),
     ):
-        chain, info = pimh.accept(jax.random.key(0), empty, result)
+        chain, info = pimh.propose(jax.random.key(0), empty, result)
         assert float(info.acceptance_rate) == 0.0 and not bool(info.is_accepted)
         np.testing.assert_array_equal(chain.position, 0.0)
 

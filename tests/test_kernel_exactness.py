@@ -18,7 +18,7 @@ from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC
 from scipy import stats
 
-from numpyro_transport import AST, log_evidence
+from numpyro_transport import AST, log_evidence, pimh
 from numpyro_transport.model import laplace_reference
 
 K = 4.0
@@ -66,8 +66,11 @@ def test_pimh_invariant_from_a_wrong_start():
     )
     mcmc = MCMC(kernel, num_warmup=3, num_samples=1000, progress_bar=False)
     mcmc.warmup(jax.random.key(0), init_params={"x": jnp.zeros(())})
+    at_8 = -_mixture_potential({"x": jnp.asarray(8.0)})
     wrong = mcmc.post_warmup_state._replace(
-        z={"x": jnp.asarray(8.0)}, chain_log_evidence=jnp.asarray(3.0)
+        z={"x": jnp.asarray(8.0)},
+        potential_energy=-at_8,
+        chain=pimh.init(jnp.full(1, 8.0), at_8, 8, log_evidence=3.0),
     )
     mcmc.post_warmup_state = wrong
     mcmc.run(jax.random.key(1))

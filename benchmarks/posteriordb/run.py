@@ -187,9 +187,10 @@ def _compare(posterior, data, samplers, settings, seed) -> dict:
     return outcomes
 
 
-def run_posterior(name, settings, samplers=SAMPLERS, seed=0) -> list[Result]:
+def run_posterior(name, settings, samplers=SAMPLERS, seed=0, tables=None) -> list[Result]:
     """Run ``samplers`` (NUTS among them) on posterior ``name`` through :func:`compare` and
-    score them; one Result per sampler, in the order of ``samplers``."""
+    score them; one Result per sampler, in the order of ``samplers``. ``tables``, a dict, receives
+    each sampler's row of ``compare``'s table."""
     posterior = POSTERIORS[name]
     skipped = {}
     if name in FLAT_PRIORS and "smc" in samplers:
@@ -200,6 +201,8 @@ def run_posterior(name, settings, samplers=SAMPLERS, seed=0) -> list[Result]:
         warnings.filterwarnings("ignore", message=r"Sites .* have improper priors")
         outcomes = skipped | _compare(posterior, posterior.data_fn(), runnable, settings, seed)
     reference = posterior.reference_moments_fn()
+    if tables is not None:
+        tables.update({s: dict(o[1]) for s, o in outcomes.items() if not isinstance(o, str)})
     return [
         Result(name, s, note=outcomes[s])
         if isinstance(outcomes[s], str)
