@@ -383,8 +383,9 @@ def run(
     with shown if progress else contextlib.nullcontext():
         for i in range(num_warmup + num_sweeps):
             key = jax.random.fold_in(k_sweeps, i)
+            # One compiled step with or without a bar: with none open, its reports do nothing.
             state, output = _step(
-                key, state, logdensity_fn, config, tempering_ess, num_warmup, progress
+                key, state, logdensity_fn, config, tempering_ess, num_warmup, progress=True
             )
             output = jax.tree.map(np.asarray, output)
             _require_finite(output)

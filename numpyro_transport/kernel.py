@@ -61,7 +61,8 @@ class ASTState(NamedTuple):
         new_sweep: whether this iteration ran a sweep (a warm-up sweep or a PIMH proposal);
             the others draw a new particle from the chain's particle system.
         draws_per_sweep: draws each sampling sweep serves (see
-            [`draws_for`][numpyro_transport.kernel.draws_for]).
+            [`draws_for`][numpyro_transport.kernel.draws_for]); 0 during the warm-up of
+            ``draws_per_sweep="auto"``, which its last iteration sets.
         chain: the PIMH chain, [`PIMHState`][numpyro_transport.pimh.PIMHState]: the accepted
             sweep's weighted particles and the index of ``z`` among them; its log Ẑ is −∞
             during warm-up, so that the first sampling iteration accepts its frozen sweep.
@@ -405,7 +406,8 @@ class AST(MCMCKernel):
             zero = jnp.zeros(())
             no_evidence = jnp.full((), -jnp.inf, zero.dtype)  # typed as sample() returns it
             logdensity = target.logdensity(flat)
-            fixed = 1 if self._draws_per_sweep == "auto" else self._draws_per_sweep
+            # 0 until the warm-up sets "auto" (data, not a Python branch: one compiled program).
+            fixed = 0 if self._draws_per_sweep == "auto" else self._draws_per_sweep
             return ASTState(
                 i=jnp.zeros((), jnp.int32),
                 z=target.unravel(flat),
@@ -492,9 +494,8 @@ class AST(MCMCKernel):
             system=system._replace(log_evidence=jnp.where(warm, -jnp.inf, system.log_evidence))
         )
         draws = state.draws_per_sweep
-        if self._draws_per_sweep == "auto":
-            last = i == num_warmup - 1
-            draws = jnp.where(last, draws_for(info.ess, config.num_particles), draws)
+        chosen = draws_for(info.ess, config.num_particles)
+        draws = jnp.where((i == num_warmup - 1) & (draws == 0), chosen, draws)
         n_warm = state.warmup_record.iteration.shape[0]
         n_sample = state.sample_record.iteration.shape[0]
         proposal = (i - num_warmup) // jnp.maximum(draws, 1)

@@ -36,6 +36,25 @@ def model(y):
         numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
 
 
+#: Draws per sweep of the exactness runs of ``mixture_and_conjugate``.
+DRAWS_PER_SWEEP = 8
+#: Its observation.
+Y_OBS = 1.0
+
+
+def mixture_and_conjugate():
+    """Two independent sites with closed-form posteriors: ``x`` is the mixture
+    0.3·N(−2, 0.5²) + 0.7·N(2, 0.5²) (its prior, unobserved), and ``mu`` ~ N(0, 1) observed
+    through y = 1 ~ N(mu, 1), so mu | y ~ N(1/2, 1/2); log Z = log N(1; 0, 2)."""
+    mix = dist.MixtureSameFamily(
+        dist.Categorical(jnp.array([0.3, 0.7])), dist.Normal(jnp.array([-2.0, 2.0]), 0.5)
+    )
+    numpyro.sample("x", mix)
+    mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+    numpyro.deterministic("twice_mu", 2 * mu)
+    numpyro.sample("y", dist.Normal(mu, 1.0), obs=Y_OBS)
+
+
 def make_mcmc(num_chains=1, chain_method="sequential", kernel=AST, **kwargs):
     """An MCMC run of ``model`` with 2 warm-up and ``NUM_SAMPLES`` sampling iterations."""
     return MCMC(
@@ -49,9 +68,9 @@ def make_mcmc(num_chains=1, chain_method="sequential", kernel=AST, **kwargs):
     )
 
 
-def assert_potential_energy(state, batched=False):
+def assert_potential_energy(state, batched=False, model=model, args=(Y,)):
     """The state's potential energy (which AST recovers from the sweep's inner log-ratios
     instead of evaluating it) equals NumPyro's at the state's draw."""
-    energy = lambda z: potential_energy(model, (Y,), {}, z)  # noqa: E731
+    energy = lambda z: potential_energy(model, args, {}, z)  # noqa: E731
     expected = jax.vmap(energy)(state.z) if batched else energy(state.z)
     np.testing.assert_allclose(state.potential_energy, expected, rtol=1e-4, atol=1e-4)

@@ -19,7 +19,6 @@ POOL = CONFIG.num_particles * CONFIG.num_inner
 #: SMC start.
 TARGET = targets.gaussian(jnp.array([2.0, -1.0]), jnp.diag(jnp.array([0.25, 0.36])))
 TEMPERING_ESS = 0.05
-_step = jax.jit(driver.step, static_argnames=("logdensity_fn", "config", "tempering_ess"))
 
 
 def _start(key):
@@ -39,7 +38,9 @@ def _steps(state, num_warmup, count):
     outputs = []
     for i in range(count):
         key = jax.random.fold_in(jax.random.key(1), i)
-        state, output = _step(key, state, TARGET.logdensity_fn, CONFIG, TEMPERING_ESS, num_warmup)
+        state, output = driver._step(  # transport()'s compiled step
+            key, state, TARGET.logdensity_fn, CONFIG, TEMPERING_ESS, num_warmup, progress=True
+        )
         outputs.append((state, output))
     return outputs
 
