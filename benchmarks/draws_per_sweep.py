@@ -66,9 +66,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     for r in args.draws.split(","):
         r = r if r == "auto" else int(r)
-        used, first, second, ess, accept, sweeps = measure(
-            posterior.model, data, args.particles, r
-        )
+        used, first, second, ess, accept, sweeps = measure(posterior.model, data, args.particles, r)
         print(
             f"| {r} | {used} | {first:.1f} | {second:.1f} | {ess:.0f} | {ess / second:.1f} | "
             f"{accept:.2f} | {sweeps} |",
