@@ -52,6 +52,7 @@ __all__ = [
     "warmup_loop",
     "tempering_finished",
     "warn_if_tempering_unfinished",
+    "check_start",
     "Run",
     "run",
 ]
@@ -322,13 +323,18 @@ _smc_reference = jax.jit(smc_reference, static_argnames=_STATIC)
 _step = jax.jit(step, static_argnames=(*_STATIC, "progress"))
 
 
-def _check_start(log_r):
+def check_start(log_r, what: str, fix: str):
+    """Raise when the pool's log-ratios are non-finite everywhere: no particle can get weight.
+
+    Args:
+        log_r: the pool's log-ratios, from [`init`][numpyro_transport.driver.init].
+        what: what is non-finite, as the front-end calls it (e.g. "log-density").
+        fix: what the user can do, in the front-end's terms.
+    """
     if not np.any(np.isfinite(log_r)):
         raise ValueError(
-            f"The log-density is NaN or -inf at all {log_r.shape[0]} initial points drawn from "
-            "the reference Gaussian, so no particle can get weight. Check that the density is "
-            "finite somewhere near the reference, or pass reference=(mean, cov) or "
-            "initial_position inside its support."
+            f"The {what} is NaN or infinite at all {log_r.shape[0]} initial particles drawn "
+            f"from the reference Gaussian, so no particle can get weight. {fix}"
         )
 
 
@@ -375,7 +381,12 @@ def run(
     """
     k_pool, k_smc, k_sweeps = jax.random.split(rng_key, 3)
     state, log_r = _init(k_pool, logdensity_fn, reference, config, tempering_ess)
-    _check_start(np.asarray(log_r))
+    check_start(
+        np.asarray(log_r),
+        "log-density",
+        "Check that the density is finite somewhere near the reference, or pass "
+        "reference=(mean, cov) or initial_position inside its support.",
+    )
     if bool(needs_smc_reference(state)):
         state = _smc_reference(k_smc, state, logdensity_fn, config, tempering_ess)
     outputs = []

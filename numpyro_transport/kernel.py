@@ -141,16 +141,6 @@ def _around(flat) -> Reference:
     return broad(flat.shape[0])._replace(mean=flat)
 
 
-def _check_start(log_r):
-    if not np.any(np.isfinite(log_r)):
-        raise ValueError(
-            f"The potential is NaN or infinite at all {log_r.shape[0]} initial particles drawn "
-            "from the reference Gaussian (moments of prior draws, or N(init_params, I) with a "
-            "potential_fn). Check the model's support and its values at prior draws, or pass "
-            "AST(..., reference=(mean, cov)) over the flattened unconstrained latent vector."
-        )
-
-
 class AST(MCMCKernel):
     """Annealed stochastic transport: an exact, gradient-free particle sampler with evidence.
 
@@ -346,7 +336,14 @@ class AST(MCMCKernel):
             num_pool = self.config.num_particles * self.config.num_inner
             log_r = _pool_log_ratios(jax.random.key(POOL_SEED), target.logdensity, first, num_pool)
             if not isinstance(log_r, jax.core.Tracer):
-                _check_start(np.asarray(log_r))
+                driver.check_start(
+                    np.asarray(log_r),
+                    "potential",
+                    "The reference is the moments of prior draws, or N(init_params, I) with a "
+                    "potential_fn. Check the model's support and its values at prior draws, or "
+                    "pass AST(..., reference=(mean, cov)) over the flattened unconstrained latent "
+                    "vector.",
+                )
         state = self._init_state(rng_key, init_params, target, num_warmup, log_r, vectorized)
         # One sample function per structure: a second run() with the same shapes reuses it.
         structure = (num_warmup, vectorized, jax.tree.structure(target.prototype), flat.shape)

@@ -60,9 +60,9 @@ def test_non_finite_density_gets_zero_weight():
 
 
 def test_all_non_finite_at_start_raises():
-    with pytest.raises(ValueError, match="NaN or -inf at all"):
+    with pytest.raises(ValueError, match="log-density is NaN or infinite at all"):
         _run(jax.random.key(0), logdensity=lambda u: jnp.nan * jnp.sum(u))
-    with pytest.raises(ValueError, match="NaN or -inf at all"):
+    with pytest.raises(ValueError, match="log-density is NaN or infinite at all"):
         _run(jax.random.key(0), logdensity=lambda u: -jnp.inf + jnp.sum(u))
 
 
