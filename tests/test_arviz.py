@@ -1,6 +1,7 @@
 """ArviZ round trip of an AST run (warnings are errors, as everywhere in this suite): groups,
 sample_stats names, the ``transport`` group, netCDF, and the diagnostic figures."""
 
+import functools
 import subprocess
 import sys
 
@@ -10,19 +11,32 @@ import matplotlib
 import numpy as np
 import pytest
 import xarray as xr
-from shared import HALF_NORMAL_OPTIONS, NUM_SAMPLES, OPTIONS, Y, half_normal, make_mcmc, model
+from shared import (
+    HALF_NORMAL_OPTIONS,
+    NUM_SAMPLES,
+    OPTIONS,
+    Y,
+    assert_pinned,
+    half_normal,
+    make_mcmc,
+    model,
+)
 
-from numpyro_transport import log_evidence, plots, to_arviz, transport
+from numpyro_transport import AST, log_evidence, plots, to_arviz, transport
 
 matplotlib.use("Agg")
 
 
 @pytest.fixture(scope="module")
 def mcmc():
-    """The same program as test_kernel_contract's vectorized run (one compilation for both)."""
-    run = make_mcmc(2, "vectorized")
+    """Two vectorized chains of the shared model, seed 0, one draw per sweep."""
+    run = make_mcmc(2, "vectorized", kernel=functools.partial(AST, draws_per_sweep=1))
     run.run(jax.random.key(0), Y)
     return run
+
+
+def test_same_key_same_draws_as_before_the_driver(mcmc):
+    assert_pinned(mcmc, "vectorized", 2)
 
 
 def test_from_numpyro_carries_our_sample_stats(mcmc):
