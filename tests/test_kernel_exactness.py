@@ -80,7 +80,7 @@ def test_pimh_invariant_from_a_wrong_start():
     assert distance < 1.63 / np.sqrt(n_eff), (distance, n_eff)
 
     extra = mcmc.get_extra_fields()
-    sigma = float(np.std(extra["log_evidence"]))
+    sigma = float(np.std(extra["log_evidence"][extra["new_sweep"]]))  # each proposal once
     predicted = 2 * stats.norm.cdf(-sigma / np.sqrt(2))
     observed = float(np.mean(extra["accept_prob"][200:]))
     assert abs(observed - predicted) < 0.1, (observed, predicted, sigma)
