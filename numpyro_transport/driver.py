@@ -204,7 +204,8 @@ def step(
         tempering_ess: ESS fraction below which the warm-up tempers.
         num_warmup: warm-up sweeps (≥ 1), tempered ones included; may be traced.
         progress: report λ to the progress bar of
-            [`numpyro_transport.progress_bar`][numpyro_transport.progress_bar].
+            [`numpyro_transport.progress_bar`][numpyro_transport.progress_bar] (a Python or
+            traced bool; see [`run_sweep`][numpyro_transport.sweep.run_sweep]).
 
     Returns:
         The next [`DriverState`][numpyro_transport.driver.DriverState] and the sweep's
@@ -320,7 +321,7 @@ class Run(NamedTuple):
 _STATIC = ("logdensity_fn", "config", "tempering_ess")
 _init = jax.jit(init, static_argnames=_STATIC)
 _smc_reference = jax.jit(smc_reference, static_argnames=_STATIC)
-_step = jax.jit(step, static_argnames=(*_STATIC, "progress"))
+_step = jax.jit(step, static_argnames=_STATIC)
 
 
 def check_start(log_r, what: str, fix: str):
@@ -394,9 +395,9 @@ def run(
     with shown if progress else contextlib.nullcontext():
         for i in range(num_warmup + num_sweeps):
             key = jax.random.fold_in(k_sweeps, i)
-            # One compiled step with or without a bar: with none open, its reports do nothing.
+            # ``progress`` is traced: one compiled step with or without a bar.
             state, output = _step(
-                key, state, logdensity_fn, config, tempering_ess, num_warmup, progress=True
+                key, state, logdensity_fn, config, tempering_ess, num_warmup, jnp.bool_(progress)
             )
             output = jax.tree.map(np.asarray, output)
             _require_finite(output)

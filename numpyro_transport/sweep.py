@@ -365,7 +365,8 @@ def run_sweep(
         schedule: the [`Schedule`][numpyro_transport.sweep.Schedule] to replay; ``None`` for an
             adaptive sweep.
         progress: every step reports λ to the host bar of
-            [`numpyro_transport.progress_bar`][numpyro_transport.progress_bar].
+            [`numpyro_transport.progress_bar`][numpyro_transport.progress_bar]; ``False``
+            compiles no report, a traced bool compiles one that runs only when it is true.
         temperature: β; below 1 the sweep targets p^β·reference^(1−β) instead (warm-up
             only).
         adaptive: a traced bool, by default ``schedule is None``, that chooses between adapting
@@ -398,8 +399,12 @@ def run_sweep(
             recorded.num_blocks.at[k].set(state.num_blocks),
             k + 1,
         )
-        if progress:
-            jax.debug.callback(_progress.update, info.lam, done | (k + 1 >= n_max))
+        if progress is not False:  # a traced flag: one program, reports only when asked
+
+            def report(lam, last):
+                jax.debug.callback(_progress.update, lam, last)
+
+            jax.lax.cond(progress, report, lambda *_: None, info.lam, done | (k + 1 >= n_max))
         return key, state, k + 1, done, next_blocks, infos, recorded
 
     def cond(carry):

@@ -39,7 +39,7 @@ def _steps(state, num_warmup, count):
     for i in range(count):
         key = jax.random.fold_in(jax.random.key(1), i)
         state, output = driver._step(  # transport()'s compiled step
-            key, state, TARGET.logdensity_fn, CONFIG, TEMPERING_ESS, num_warmup, progress=True
+            key, state, TARGET.logdensity_fn, CONFIG, TEMPERING_ESS, num_warmup, jnp.bool_(False)
         )
         outputs.append((state, output))
     return outputs
