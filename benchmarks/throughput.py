@@ -13,7 +13,6 @@ AST/NUTS; compilation is counted separately (``compile_s``) and together (``ESS/
 """
 
 import argparse
-import datetime
 import os
 import platform
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 import numpyro
 
 from benchmarks.posteriordb.models import POSTERIORS
-from benchmarks.posteriordb.run import Settings, _num, run_posterior
+from benchmarks.posteriordb.run import Settings, _num, report_head, run_posterior
 
 #: AST's warm-up iterations, as in compare()'s default.
 AST_WARMUP = 5
@@ -126,14 +125,7 @@ def render(rows, command, elapsed, draws, chains) -> str:
     median = f"{np.median(accurate):.2f}" if accurate else "—"
     return "\n".join(
         [
-            "# Throughput: AST against NUTS on posteriordb",
-            "",
-            f"Run on {datetime.date.today().isoformat()}, {elapsed / 60:.0f} min in total.",
-            "",
-            "```bash",
-            command,
-            "```",
-            "",
+            *report_head("Throughput: AST against NUTS on posteriordb", command, elapsed),
             f"- Machine: {platform.platform()}, `os.cpu_count()` = {os.cpu_count()}.",
             f"- Versions: Python {platform.python_version()}, jax {jax.__version__}, "
             f"numpyro {numpyro.__version__}.",

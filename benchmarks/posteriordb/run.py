@@ -295,13 +295,10 @@ def _settings_lines(settings) -> list[str]:
     ]
 
 
-def render(results, settings, command, elapsed) -> str:
-    """The Markdown report."""
-    ast = [r for r in results if r.sampler == "ast"]
-    short = [f"- **{r.posterior}**: {shortfall(r)}" for r in ast if not r.meets_target]
-    met = len(ast) - len(short)
-    lines = [
-        "# posteriordb accuracy: AST, NUTS and BlackJAX SMC",
+def report_head(title, command, elapsed) -> list[str]:
+    """A report's first lines: its title, the date and duration, and the command that made it."""
+    return [
+        f"# {title}",
         "",
         f"Run on {datetime.date.today().isoformat()}, {elapsed / 60:.0f} min in total.",
         "",
@@ -309,6 +306,16 @@ def render(results, settings, command, elapsed) -> str:
         command,
         "```",
         "",
+    ]
+
+
+def render(results, settings, command, elapsed) -> str:
+    """The Markdown report."""
+    ast = [r for r in results if r.sampler == "ast"]
+    short = [f"- **{r.posterior}**: {shortfall(r)}" for r in ast if not r.meets_target]
+    met = len(ast) - len(short)
+    lines = [
+        *report_head("posteriordb accuracy: AST, NUTS and BlackJAX SMC", command, elapsed),
         f"- Machine: {platform.platform()}, {platform.processor() or 'unknown CPU'}, "
         f"`os.cpu_count()` = {os.cpu_count()}, shared with other jobs (run under `nice`).",
         f"- Versions: Python {platform.python_version()}, jax {jax.__version__}, "
