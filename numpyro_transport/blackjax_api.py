@@ -22,6 +22,7 @@ from numpyro_transport import driver, pimh
 from numpyro_transport.config import TransportConfig
 from numpyro_transport.reference import Reference, broad, from_moments
 from numpyro_transport.sweep import Schedule, run_sweep
+from numpyro_transport.validation import check_logdensity, check_reference, integer, real
 
 __all__ = ["ASTChainState", "ASTInfo", "init", "build_kernel", "as_top_level_api", "ast"]
 
@@ -88,14 +89,18 @@ def init(
     Returns:
         The chain state at ``position``, with the warmed-up reference and frozen grid.
     """
-    if num_warmup < 1:
-        raise ValueError(f"num_warmup={num_warmup!r} must be at least 1.")
+    integer("num_warmup", num_warmup, 1, ": the last warm-up sweep fixes the λ-grid")
+    real("tempering_ess", tempering_ess, 0, 1, open_low=True, open_high=True)
     rng_key = jax.random.key(0) if rng_key is None else rng_key
     config = TransportConfig() if config is None else config
     flat, unravel = ravel_pytree(position)
     flat_logdensity = _flat(logdensity_fn, unravel)
+    check_logdensity(flat_logdensity, flat.shape[0])
+    dim = flat.shape[0]
     start = (
-        broad(flat.shape[0])._replace(mean=flat) if reference is None else from_moments(*reference)
+        broad(dim)._replace(mean=flat)
+        if reference is None
+        else from_moments(*check_reference(*reference, dim))
     )
     pool_key, sweep_key = jax.random.split(rng_key)
     state, _ = driver.init(pool_key, flat_logdensity, start, config, tempering_ess)
@@ -211,7 +216,9 @@ def as_top_level_api(
         >>> bool(abs(log_z - jnp.log(2 * jnp.pi)) < 4 * se + 0.01)
         True
     """
-    config = TransportConfig(num_particles=num_particles, **options)
+    config = TransportConfig.from_options("ast()", num_particles=num_particles, **options)
+    integer("num_warmup", num_warmup, 1, ": the last warm-up sweep fixes the λ-grid")
+    real("tempering_ess", tempering_ess, 0, 1, open_low=True, open_high=True)
     initialize = functools.partial(
         init,
         config=config,

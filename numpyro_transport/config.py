@@ -1,6 +1,9 @@
 """Options of the transport sweep, validated once."""
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
+
+from numpyro_transport.validation import integer, known_options, real
 
 __all__ = ["TransportConfig", "MOVES"]
 
@@ -57,31 +60,57 @@ class TransportConfig:
     pool_batch: int = 64
 
     def __post_init__(self):
-        checks = [
-            ("num_particles", self.num_particles >= 2, "must be at least 2"),
-            (
-                "num_inner",
-                self.num_inner >= 2 and self.num_inner % 2 == 0,
-                "must be a positive even number (draws come in antithetic pairs)",
-            ),
-            ("max_inner_blocks", self.max_inner_blocks >= 1, "must be at least 1"),
-            ("target_inner_ess", self.target_inner_ess > 0, "must be positive"),
-            ("inner_correlation", 0 <= self.inner_correlation <= 1, "must be in [0, 1]"),
-            ("move", self.move in MOVES, f"must be one of {MOVES}"),
-            ("shrinkage", self.shrinkage >= 0, "must be non-negative"),
-            ("max_lambda", self.max_lambda > 0, "(Λ) must be positive"),
-            ("epsilon", self.epsilon > 0, "(ε) must be positive"),
-            ("final_inner_ess", 0 < self.final_inner_ess <= 1, "must be in (0, 1]"),
-            ("resample_threshold", 0 <= self.resample_threshold <= 1, "must be in [0, 1]"),
-            ("cess_threshold", 0 <= self.cess_threshold < 1, "must be in [0, 1)"),
-            ("max_retries", self.max_retries >= 0, "must be non-negative"),
-            ("max_steps", self.max_steps >= 1, "must be at least 1"),
-            ("pool_neighbours", self.pool_neighbours >= 1, "must be at least 1"),
-            ("pool_batch", self.pool_batch >= 1, "must be at least 1"),
-        ]
-        for name, ok, message in checks:
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} {message}.")
+        ints = dict(
+            num_particles=2,
+            num_inner=2,
+            max_inner_blocks=1,
+            pool_neighbours=1,
+            max_retries=0,
+            max_steps=1,
+            pool_batch=1,
+        )
+        for name, minimum in ints.items():
+            object.__setattr__(self, name, integer(name, getattr(self, name), minimum))
+        reals = dict(  # (low, high, open_low, open_high)
+            target_inner_ess=(0, math.inf, True, False),
+            inner_correlation=(0, 1, False, False),
+            shrinkage=(0, math.inf, False, False),
+            max_lambda=(0, math.inf, True, False),
+            epsilon=(0, math.inf, True, False),
+            final_inner_ess=(0, 1, True, False),
+            resample_threshold=(0, 1, False, False),
+            cess_threshold=(0, 1, False, True),
+        )
+        for name, (low, high, open_low, open_high) in reals.items():
+            value = real(
+                name, getattr(self, name), low, high, open_low=open_low, open_high=open_high
+            )
+            object.__setattr__(self, name, value)
+        if self.num_inner % 2:
+            raise ValueError(
+                f"num_inner={self.num_inner!r} must be even (inner draws come in antithetic "
+                f"pairs): pass num_inner={self.num_inner + 1}."
+            )
+        if self.move not in MOVES:
+            raise ValueError(f"move={self.move!r} must be one of {MOVES}.")
+        if not isinstance(self.gradient_control_variate, bool):
+            raise TypeError(
+                f"gradient_control_variate={self.gradient_control_variate!r} must be True or False."
+            )
+
+    @classmethod
+    def from_options(cls, where: str, **options) -> "TransportConfig":
+        """The config of a front-end's keyword options, naming any unknown one.
+
+        Args:
+            where: the front-end that received the options, for the error.
+            **options: [`TransportConfig`][numpyro_transport.TransportConfig] fields.
+
+        Returns:
+            The validated config.
+        """
+        known_options(options, [f.name for f in fields(cls)], where)
+        return cls(**options)
 
     @property
     def neighbours(self) -> int:

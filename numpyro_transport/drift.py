@@ -63,12 +63,15 @@ class InnerDraws(NamedTuple):
         log_r: ``(N, M_max)`` log γ(x) − log N(x; 0, I); −∞ for inactive or non-finite.
         grad: ``(N, M_max, d)`` ∇log γ(x), or ``None`` without the control variate.
         noise: ``(N, M_max/M, M/2, d)`` the standard normal ξ behind the antithetic pairs.
+        num_positive_infinite: ``(N,)`` inner draws where log γ was +∞ (their r is −∞ too; the
+            front-ends report them as an error).
     """
 
     x: jax.Array
     log_r: jax.Array
     grad: jax.Array | None
     noise: jax.Array
+    num_positive_infinite: jax.Array
 
 
 class DriftEstimate(NamedTuple):
@@ -167,7 +170,8 @@ def draw(logdensity_fn, noise, y, lam, num_blocks, with_grad):
     if with_grad:
         grad = jnp.where(finite[..., None], grad.reshape(n, -1, d), 0.0)
         grad = jnp.where(jnp.isfinite(grad), grad, 0.0)
-    return InnerDraws(x, log_r, grad, noise)
+    positive_infinite = jnp.sum(logp == jnp.inf, axis=-1, dtype=jnp.int32)
+    return InnerDraws(x, log_r, grad, noise, positive_infinite)
 
 
 def log_g(draws: InnerDraws, y, lam, num_active):

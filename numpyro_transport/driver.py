@@ -325,13 +325,22 @@ _step = jax.jit(step, static_argnames=_STATIC)
 
 
 def check_start(log_r, what: str, fix: str):
-    """Raise when the pool's log-ratios are non-finite everywhere: no particle can get weight.
+    """Raise when the pool's log-ratios are non-finite everywhere (no particle can get weight),
+    or +∞ anywhere (no density is; NaN and −∞ only mean zero weight).
 
     Args:
         log_r: the pool's log-ratios, from [`init`][numpyro_transport.driver.init].
         what: what is non-finite, as the front-end calls it (e.g. "log-density").
         fix: what the user can do, in the front-end's terms.
     """
+    infinite = int(np.sum(log_r == np.inf))
+    if infinite:
+        raise ValueError(
+            f"The log-density is +inf at {infinite} of the {log_r.shape[0]} initial particles "
+            "drawn from the reference Gaussian. A log-density cannot be +inf on a region of "
+            "positive volume (the density would not be integrable): return a finite value there, "
+            "or -inf outside the support."
+        )
     if not np.any(np.isfinite(log_r)):
         raise ValueError(
             f"The {what} is NaN or infinite at all {log_r.shape[0]} initial particles drawn "
@@ -340,6 +349,13 @@ def check_start(log_r, what: str, fix: str):
 
 
 def _require_finite(output: StepOutput):
+    infinite = int(np.sum(output.record.steps.num_positive_infinite))
+    if infinite:
+        raise ValueError(
+            f"The log-density returned +inf at {infinite} inner draws of sweep "
+            f"{int(output.record.iteration)}. A log-density cannot be +inf on a "
+            "region of positive volume: return a finite value there, or -inf outside the support."
+        )
     if not np.isfinite(float(output.result.log_evidence)):
         what = "warm-up" if bool(output.is_warmup) else "frozen sweep"
         raise FloatingPointError(

@@ -7,11 +7,13 @@ sampled in its unconstrained space ([`numpyro_transport.model`][numpyro_transpor
 """
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.smc.resampling import systematic
+from jax.flatten_util import ravel_pytree
 from jax.scipy.special import logsumexp
 
 from numpyro_transport import driver
@@ -20,6 +22,7 @@ from numpyro_transport.model import ModelRun, model_run
 from numpyro_transport.records import SweepRecord
 from numpyro_transport.reference import Reference, broad, from_moments
 from numpyro_transport.sweep import Schedule
+from numpyro_transport.validation import check_logdensity, check_reference, integer, real
 from numpyro_transport.weights import combine_evidence
 
 __all__ = ["TransportResult", "transport"]
@@ -34,8 +37,10 @@ class TransportResult:
 
     Attributes:
         samples: ``(R·N, d)`` equal-weight draws from the target; for a NumPyro model, a dict
-            of constrained sites (deterministic sites included), each with leading axis R·N.
-        particles: the ``(R·N, d)`` weighted particles (unconstrained for a model).
+            of constrained sites (deterministic sites included), each with leading axis R·N;
+            for a pytree ``initial_position``, that pytree with leading axis R·N.
+        particles: the ``(R·N, d)`` weighted particles (unconstrained for a model, flattened
+            for a pytree position).
         log_weights: their normalized log-weights (∝ log Ẑ_r + log W_r^i).
         log_evidence: log Ẑ over the R frozen sweeps.
         log_evidence_se: its standard error (delta method on the spread of the Ẑ_r).
@@ -91,45 +96,86 @@ class TransportResult:
         return to_arviz(self, **from_numpyro_kwargs)
 
 
-def _log_density_target(logdensity_fn, reference, initial_position, dim):
-    """The reference of a log-density target: given, around ``initial_position``, or N(0, I)."""
-    if reference is not None:
-        return _as_reference(reference)
+class _LogDensityTarget(NamedTuple):
+    """A log-density target, flattened: ``logdensity`` of ``(d,)`` vectors, the first reference,
+    and ``unravel`` back to the user's pytree (``None`` for a flat vector)."""
+
+    logdensity: object
+    reference: Reference
+    unravel: object
+
+
+def _log_density_target(logdensity_fn, reference, initial_position, dim) -> _LogDensityTarget:
+    """Flatten a pytree ``initial_position``, check ``dim`` and the reference against it, check
+    that ``logdensity_fn`` returns a scalar, and choose the first reference: the one given,
+    N(position, I), or N(0, I)."""
+    unravel, position = None, None
+    if dim is not None:
+        dim = integer("dim", dim)
     if initial_position is not None:
-        position = jnp.atleast_1d(jnp.asarray(initial_position, dtype=jnp.result_type(float)))
+        position, unravel = _flatten(initial_position)
         if dim is not None and position.shape != (dim,):
             raise ValueError(
-                f"dim={dim!r} conflicts with initial_position of shape {position.shape}: give "
-                "one of them, or a position of shape (dim,)."
+                f"dim={dim!r} conflicts with initial_position, which has {position.shape[0]} "
+                "coordinates: give one of them."
             )
-        return broad(position.shape[0])._replace(mean=position)
-    if dim is None:
+        dim = position.shape[0]
+    flat = logdensity_fn if unravel is None else (lambda u: logdensity_fn(unravel(u)))
+    if reference is not None:
+        ref = _as_reference(reference, dim)
+        dim = ref.mean.shape[0]
+    elif dim is None:
         raise ValueError(
             "transport(logdensity_fn=...) needs the dimension: pass dim, initial_position or "
             "reference=(mean, cov)."
         )
-    return broad(dim)
+    else:
+        ref = broad(dim) if position is None else broad(dim)._replace(mean=position)
+    check_logdensity(flat, dim)
+    return _LogDensityTarget(flat, ref, unravel)
 
 
-def _as_reference(reference) -> Reference:
+def _flatten(initial_position):
+    """``(position (d,), unravel)``: ``unravel`` is ``None`` for a number or a vector, which
+    the log-density then receives as a ``(d,)`` vector; a pytree is flattened and rebuilt."""
+    try:
+        vector = np.asarray(initial_position, dtype=np.float64)
+    except (TypeError, ValueError):
+        vector = None
+    if vector is not None and vector.ndim <= 1:
+        return jnp.atleast_1d(jnp.asarray(vector, jnp.result_type(float))), None
+    flat, unravel = ravel_pytree(initial_position)
+    if flat.shape[0] == 0:
+        raise ValueError("initial_position has no coordinates: there is nothing to sample.")
+    return flat.astype(jnp.result_type(float)), unravel
+
+
+def _as_reference(reference, dim) -> Reference:
+    """A given reference, a [`Reference`][numpyro_transport.Reference] or ``(mean, cov)``,
+    checked against the target's dimension (``None``: it sets it)."""
     if isinstance(reference, Reference):
+        mean, tril = np.asarray(reference.mean), np.asarray(reference.scale_tril)
+        check_reference(mean, tril @ tril.T, dim)
         return reference
-    mean, cov = reference
-    return from_moments(mean, cov)
+    try:
+        mean, cov = reference
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"reference must be a Reference or a pair (mean, cov); got {type(reference).__name__}."
+        ) from None
+    return from_moments(*check_reference(mean, cov, dim))
+
+
+def _moments(reference: Reference):
+    """``(mean, cov)`` of a [`Reference`][numpyro_transport.Reference]."""
+    tril = np.asarray(reference.scale_tril)
+    return np.asarray(reference.mean), tril @ tril.T
 
 
 def _check_options(num_warmup, num_sweeps, tempering_ess):
-    if num_warmup < 1:
-        raise ValueError(
-            f"num_warmup={num_warmup!r} must be at least 1: the last warm-up sweep fixes the "
-            "λ-grid of the frozen sweeps."
-        )
-    if num_sweeps < 2:
-        raise ValueError(
-            f"num_sweeps={num_sweeps!r} must be at least 2 to estimate the standard error."
-        )
-    if not 0 < tempering_ess < 1:
-        raise ValueError(f"tempering_ess={tempering_ess!r} must be in (0, 1).")
+    integer("num_warmup", num_warmup, 1, ": the last warm-up sweep fixes the λ-grid")
+    integer("num_sweeps", num_sweeps, 2, " to estimate the standard error")
+    real("tempering_ess", tempering_ess, 0, 1, open_low=True, open_high=True)
 
 
 def transport(
@@ -156,14 +202,16 @@ def transport(
     Args:
         rng_key: a JAX PRNG key; the same key gives the same result.
         model: a NumPyro model, called with ``model_args`` and ``model_kwargs``.
-        logdensity_fn: an unnormalized log-density ``u (d,) -> log γ(u)``, jit-able (non-finite
-            values give zero weight).
+        logdensity_fn: an unnormalized log-density ``u (d,) -> log γ(u)`` returning a scalar,
+            jit-able (NaN and −∞ give zero weight; +∞ is an error), or, with a pytree
+            ``initial_position``, a log-density of such pytrees (as BlackJAX's).
         model_args: positional arguments of ``model``.
         model_kwargs: keyword arguments of ``model``.
         dim: dimension d of ``logdensity_fn``, if neither ``initial_position`` nor
             ``reference`` gives it.
         initial_position: centre of the broad first reference N(position, I) of
-            ``logdensity_fn``.
+            ``logdensity_fn``: a number, a ``(d,)`` vector, or a pytree (flattened with
+            ``ravel_pytree``; ``samples`` then come back as that pytree).
         reference: a [`Reference`][numpyro_transport.Reference] or ``(mean, cov)``.
             Defaults to N(0, I) for a log-density and to the moments of prior draws (in
             unconstrained space) for a model.
@@ -208,14 +256,20 @@ def transport(
             "Give exactly one target: transport(key, model=...) for a NumPyro model or "
             "transport(key, logdensity_fn=...) for a log-density."
         )
-    config = TransportConfig(**options)
+    config = TransportConfig.from_options("transport()", **options)
     _check_options(num_warmup, num_sweeps, tempering_ess)
+    unravel = None
     if model is None:
-        bound, ref = None, _log_density_target(logdensity_fn, reference, initial_position, dim)
+        bound = None
+        logdensity_fn, ref, unravel = _log_density_target(
+            logdensity_fn, reference, initial_position, dim
+        )
     else:
-        bound = model_run(model, model_args, model_kwargs)
+        moments = _moments(reference) if isinstance(reference, Reference) else reference
+        bound = model_run(model, model_args, model_kwargs, reference=moments)
         logdensity_fn = bound.logdensity
-        ref = bound.setup.reference if reference is None else _as_reference(reference)
+        d = bound.setup.reference.mean.shape[0]
+        ref = bound.setup.reference if reference is None else _as_reference(reference, d)
     k_run, k_final = jax.random.split(rng_key)
     run = driver.run(
         k_run,
@@ -228,10 +282,20 @@ def transport(
         progress=progress,
     )
     driver.warn_if_tempering_unfinished(run.state.warmup.temperature, "transport()")
-    return _result(run, k_final, bound)
+    return _result(run, k_final, bound, unravel)
 
 
-def _result(run: driver.Run, rng_key, bound: ModelRun | None) -> TransportResult:
+def _samples(flat, bound: ModelRun | None, unravel):
+    """The user's form of ``(n, d)`` flat draws: constrained sites of a model, the pytree of
+    a pytree position (each leaf with a leading axis n), or the flat draws themselves."""
+    if bound is not None:
+        return bound.constrain(flat)
+    if unravel is not None:
+        return jax.tree.map(np.asarray, jax.vmap(unravel)(jnp.asarray(flat)))
+    return flat
+
+
+def _result(run: driver.Run, rng_key, bound: ModelRun | None, unravel) -> TransportResult:
     """Pool the frozen sweeps of ``run``: weights ∝ Ẑ_r W_r^i, equal-weight draws, evidence."""
     sweeps = run.sweeps.result
     log_z = np.asarray(sweeps.log_evidence, np.float64)
@@ -244,7 +308,7 @@ def _result(run: driver.Run, rng_key, bound: ModelRun | None) -> TransportResult
     samples = np.asarray(jnp.asarray(particles)[jax.random.permutation(k_perm, idx)])
     warm = run.state.warmup
     return TransportResult(
-        samples=samples if bound is None else bound.constrain(samples),
+        samples=_samples(samples, bound, unravel),
         particles=particles,
         log_weights=np.asarray(log_w),
         log_evidence=log_evidence,

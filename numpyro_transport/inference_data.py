@@ -9,6 +9,7 @@ least two sampling sweeps) and the kernel's settings.
 """
 
 import json
+import warnings
 from dataclasses import asdict
 
 import arviz as az
@@ -29,6 +30,11 @@ __all__ = ["log_evidence", "to_arviz", "transport_dataset"]
 def _kernel(mcmc) -> AST:
     if not isinstance(mcmc.sampler, AST):
         raise TypeError(f"Expected an MCMC run with the AST kernel, got {type(mcmc.sampler)}.")
+    if mcmc.last_state is None:
+        raise ValueError(
+            "This MCMC has not run yet: call mcmc.run(rng_key, *model_args) first, then "
+            "log_evidence(mcmc) or to_arviz(mcmc)."
+        )
     return mcmc.sampler
 
 
@@ -66,7 +72,18 @@ def log_evidence(mcmc) -> tuple[float, float]:
         True
     """
     _kernel(mcmc)
-    warn_if_tempering_unfinished(mcmc.last_state.driver.warmup.temperature, "the AST chains")
+    state = mcmc.last_state
+    warn_if_tempering_unfinished(state.driver.warmup.temperature, "the AST chains")
+    recorded = (state.warmup_record.steps, state.sample_record.steps)
+    infinite = sum(int(np.sum(steps.num_positive_infinite)) for steps in recorded)
+    if infinite:
+        warnings.warn(
+            f"The log-density was +inf at {infinite} inner draws of the recorded sweeps (given "
+            "zero weight). A log-density cannot be +inf on a region of positive volume: the "
+            "draws and the evidence are not those of a density. Return a finite value there.",
+            UserWarning,
+            stacklevel=2,
+        )
     fields = mcmc.get_extra_fields(group_by_chain=True)
     missing = {"log_evidence", "new_sweep"} - set(fields)
     if missing:

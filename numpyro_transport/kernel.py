@@ -15,7 +15,6 @@ is one [`numpyro_transport.driver.step`][numpyro_transport.driver.step]:
 """
 
 import functools
-import numbers
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -30,6 +29,7 @@ from numpyro_transport import driver, pimh, records, sizing
 from numpyro_transport.config import TransportConfig
 from numpyro_transport.model import flat_logdensity, laplace_reference, setup_model
 from numpyro_transport.reference import Reference, broad, from_moments
+from numpyro_transport.validation import check_logdensity, check_reference, integer, real
 from numpyro_transport.warmup import pool_log_ratios
 
 __all__ = ["AST", "ASTState"]
@@ -210,26 +210,19 @@ class AST(MCMCKernel):
     ):
         if not (model is None) ^ (potential_fn is None):
             raise ValueError("Only one of `model` or `potential_fn` must be specified.")
-        if not 0 < tempering_ess < 1:
-            raise ValueError(f"tempering_ess={tempering_ess!r} must be in (0, 1).")
-        if num_recorded_sweeps < 1:
-            raise ValueError(f"num_recorded_sweeps={num_recorded_sweeps!r} must be at least 1.")
+        real("tempering_ess", tempering_ess, 0, 1, open_low=True, open_high=True)
+        integer("num_recorded_sweeps", num_recorded_sweeps)
+        integer("num_prior_draws", num_prior_draws, 2)
         if isinstance(reference, str) and (reference != "laplace" or model is None):
             raise ValueError(
                 f"reference={reference!r}: the only named reference is 'laplace', and it needs "
                 "a model; otherwise give None or (mean, cov)."
             )
         auto = isinstance(num_particles, str) and num_particles == "auto"
-        if not auto and not isinstance(num_particles, numbers.Integral):
+        if isinstance(num_particles, str) and not auto:
             raise ValueError(f"num_particles={num_particles!r} must be an integer or 'auto'.")
-        if num_prior_draws < 2:
-            raise ValueError(f"num_prior_draws={num_prior_draws!r} must be at least 2.")
-        if draws_per_sweep != "auto" and not (
-            isinstance(draws_per_sweep, numbers.Integral) and draws_per_sweep >= 1
-        ):
-            raise ValueError(
-                f"draws_per_sweep={draws_per_sweep!r} must be a positive integer or 'auto'."
-            )
+        if draws_per_sweep != "auto":
+            integer("draws_per_sweep", draws_per_sweep)
         self._model = model
         self._potential_fn = potential_fn
         self._reference = reference
@@ -237,8 +230,8 @@ class AST(MCMCKernel):
         self._tempering_ess = tempering_ess
         self._num_recorded_sweeps = num_recorded_sweeps
         self._draws_per_sweep = draws_per_sweep
-        self.config = TransportConfig(
-            num_particles=sizing.MIN_PARTICLES if auto else int(num_particles), **options
+        self.config = TransportConfig.from_options(
+            "AST", num_particles=sizing.MIN_PARTICLES if auto else num_particles, **options
         )
         self._auto = auto
         #: [`Sizing`][numpyro_transport.sizing.Sizing] of ``num_particles="auto"``, once chosen.
@@ -356,8 +349,13 @@ class AST(MCMCKernel):
     def _target(self, init_params, model_args, model_kwargs, vectorized) -> _Target:
         """Set up the model (or the potential and ``init_params``) and the first reference."""
         if self._model is not None:
+            given = None if self._reference in (None, "laplace") else self._reference
             self._setup = setup_model(
-                self._model, model_args, model_kwargs, num_prior_draws=self._num_prior_draws
+                self._model,
+                model_args,
+                model_kwargs,
+                num_prior_draws=self._num_prior_draws,
+                reference=given,
             )
             prototype, reference = self._setup.init_z, self._setup.reference
         elif init_params is None:
@@ -365,12 +363,15 @@ class AST(MCMCKernel):
         else:  # the reference is N(init_params, I), per chain
             prototype = jax.tree.map(lambda a: a[0], init_params) if vectorized else init_params
             reference = None
-        unravel = ravel_pytree(prototype)[1]
+        flat, unravel = ravel_pytree(prototype)
+        dim = flat.shape[0]
         if self._reference == "laplace":
             reference = laplace_reference(self._model, model_args, model_kwargs)
         elif self._reference is not None:
-            reference = from_moments(*self._reference)
+            reference = from_moments(*check_reference(*self._reference, dim))
         logdensity = self._logdensity(model_args, model_kwargs, unravel)
+        if self._model is None:
+            check_logdensity(lambda u: -self._potential_fn(unravel(u)), dim, "potential_fn")
         return _Target(prototype, unravel, reference, logdensity)
 
     def _choose_num_particles(self, logdensity, reference, num_warmup):

@@ -16,12 +16,20 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.distributions import constraints
-from numpyro.infer import SVI, Trace_ELBO, init_to_median, init_to_sample, init_to_uniform
+from numpyro.infer import (
+    SVI,
+    Trace_ELBO,
+    init_to_median,
+    init_to_sample,
+    init_to_uniform,
+    init_to_value,
+)
 from numpyro.infer.autoguide import AutoLaplaceApproximation
-from numpyro.infer.util import constrain_fn, initialize_model
+from numpyro.infer.util import constrain_fn, initialize_model, potential_energy, unconstrain_fn
 from numpyro.optim import Adam
 
 from numpyro_transport.reference import Reference, from_moments
+from numpyro_transport.validation import check_reference
 
 __all__ = [
     "ModelSetup",
@@ -154,6 +162,13 @@ def _check_trace(trace) -> tuple:
         continuous.append(name)
         if _is_improper(site["fn"]):
             improper.append(name)
+    if continuous and not any(np.size(trace[name]["value"]) for name in continuous):
+        shapes = {name: tuple(np.shape(trace[name]["value"])) for name in continuous}
+        raise ValueError(
+            f"The model's continuous latent sites {shapes} hold no value (size 0), so there is "
+            "nothing to sample. Give them a non-empty shape, or draw from the model with "
+            "numpyro.infer.Predictive."
+        )
     if not continuous:
         raise ValueError(
             "The model has no continuous latent sample site, so there is nothing to sample. "
@@ -223,11 +238,16 @@ def laplace_reference(
 
 
 def setup_model(
-    model, model_args=(), model_kwargs=None, *, num_prior_draws=512, seed=0
+    model, model_args=(), model_kwargs=None, *, num_prior_draws=512, seed=0, reference=None
 ) -> ModelSetup:
     """Check ``model``, build its potential and the prior-draw reference.
 
-    The reference is deterministic in ``seed``, so every chain starts from the same one.
+    The reference is fitted to the prior draws (in unconstrained space) where the potential is
+    finite: a model finite on a small part of its prior gets a reference over that part (a
+    warning says how many draws were finite when fewer than half were). With a user
+    ``reference``, prior draws need not be finite anywhere: the start is a finite draw of that
+    reference. The reference is deterministic in ``seed``, so every chain starts from the same
+    one.
 
     Args:
         model: a NumPyro model.
@@ -235,6 +255,8 @@ def setup_model(
         model_kwargs: keyword arguments of the model.
         num_prior_draws: prior draws whose (winsorized) moments give the reference.
         seed: seed of the prior draws.
+        reference: the user's first reference ``(mean, cov)`` over the flattened unconstrained
+            latent vector, if any (``None``: fit it to the prior draws).
 
     Returns:
         The model's [`ModelSetup`][numpyro_transport.model.ModelSetup].
@@ -242,49 +264,156 @@ def setup_model(
     model_kwargs = model_kwargs or {}
     trace = _prior_trace(model, model_args, model_kwargs)
     improper = _check_trace(trace)
+    enum = any(site.get("infer", {}).get("enumerate") == "parallel" for site in trace.values())
     unsampled = set()  # sites whose prior cannot be sampled get the broad reference too
     keys = jax.random.split(jax.random.key(seed), num_prior_draws)
-    try:
-        info = initialize_model(
-            keys,
-            model,
-            init_strategy=partial(_prior_draw, unsampled=unsampled),
-            model_args=model_args,
-            model_kwargs=model_kwargs,
-            dynamic_args=True,
-            validate_grad=False,
-        )
-    except RuntimeError as error:
-        if "Cannot find valid initial parameters" not in str(error):
-            raise
+    draws, potential = _prior_draws(model, model_args, model_kwargs, keys, unsampled, enum)
+    unravel = ravel_pytree(jax.tree.map(lambda a: a[0], draws))[1]
+    flat_draws = np.asarray(jax.vmap(lambda z: ravel_pytree(z)[0])(draws))
+    finite = np.isfinite(np.asarray(potential))
+    if reference is not None:
+        reference = check_reference(*reference, flat_draws.shape[1])
+        start = _finite_reference_draw(model, model_args, model_kwargs, reference, unravel, enum)
+    elif not finite.any():
         raise ValueError(
-            f"The potential is NaN or infinite at all {num_prior_draws} prior draws (and their "
-            "redraws), so no particle can get weight. Check the likelihood's parameters and "
-            "support at prior draws (e.g. a scale that can be 0, a log of a negative number)."
-        ) from error
-    draws = jax.vmap(lambda z: ravel_pytree(z)[0])(info.param_info.z)
-    init_z = jax.tree.map(lambda a: a[0], info.param_info.z)
-    flat, unravel = ravel_pytree(init_z)
-    mean, cov = _robust_moments(draws)
+            f"The potential is NaN or infinite at all {num_prior_draws} prior draws, so no "
+            "particle can get weight. Check the likelihood's parameters and support at prior "
+            "draws (e.g. a scale that can be 0, a log of a negative number), or pass a first "
+            "reference=(mean, cov) inside the region where the model is finite."
+        )
+    else:
+        start = flat_draws[np.argmax(finite)]
+        if finite.sum() < num_prior_draws / 2:
+            warnings.warn(
+                f"The potential is finite at only {finite.sum()} of {num_prior_draws} prior "
+                "draws; the first reference is fitted to those.",
+                UserWarning,
+                stacklevel=3,
+            )
+    init_z = unravel(jnp.asarray(start))
+    values = constrain_fn(handlers.seed(model, seed), model_args, model_kwargs, init_z)
+    info = initialize_model(
+        keys[0],
+        model,
+        init_strategy=init_to_value(values=values),
+        model_args=model_args,
+        model_kwargs=model_kwargs,
+        dynamic_args=True,
+        validate_grad=False,
+    )
     broad = set(improper) | unsampled
     mask = ravel_pytree({k: jnp.full(jnp.shape(v), k in broad) for k, v in init_z.items()})[0]
-    mean = jnp.where(mask, 0.0, mean)
-    keep = (~mask[:, None]) & (~mask[None, :])
-    cov = jnp.where(keep, cov, jnp.diag(jnp.where(mask, IMPROPER_SCALE**2, 0.0)))
+    ref = _prior_reference(flat_draws[finite] if finite.any() else flat_draws, np.asarray(mask))
     postprocess_fn_gen = info.postprocess_fn
     if _hidden_dynamic_support(trace):
 
         def postprocess_fn_gen(*args, **kwargs):  # replay the model for every draw
             return partial(constrain_fn, model, args, kwargs, return_deterministic=True)
 
-    return ModelSetup(
-        info.potential_fn,
-        postprocess_fn_gen,
-        init_z,
-        unravel,
-        from_moments(mean, cov),
-        improper,
+    setup = ModelSetup(info.potential_fn, postprocess_fn_gen, init_z, unravel, ref, improper)
+    if improper:
+        potential = info.potential_fn(*model_args, **model_kwargs)
+        _check_proper(flat_logdensity(potential, unravel), ref, init_z, improper)
+    return setup
+
+
+def _prior_draws(model, model_args, model_kwargs, keys, unsampled, enum):
+    """Unconstrained prior draws, one per key (a pytree of latent sites with a leading axis),
+    and the potential energy at each: the draws of NumPyro's ``find_valid_initial_params`` from
+    the same keys, without its redraws."""
+
+    def one(key):
+        seeded = handlers.seed(model, jax.random.split(key)[1])
+        strategy = partial(_prior_draw, unsampled=unsampled)
+        trace = handlers.trace(handlers.substitute(seeded, substitute_fn=strategy)).get_trace(
+            *model_args, **model_kwargs
+        )
+        values = {
+            name: site["value"]
+            for name, site in trace.items()
+            if site["type"] == "sample"
+            and not site["is_observed"]
+            and not site["fn"].support.is_discrete
+        }
+        z = unconstrain_fn(seeded, model_args, model_kwargs, values)
+        return z, potential_energy(model, model_args, model_kwargs, z, enum=enum)
+
+    return jax.jit(jax.vmap(one))(keys)
+
+
+def _finite_reference_draw(model, model_args, model_kwargs, reference, unravel, enum):
+    """The first of 512 draws of the user's ``reference`` where the potential is finite."""
+    mean, cov = reference
+    draws = np.random.default_rng(0).multivariate_normal(mean, cov, 512)
+
+    def potential(u):
+        return potential_energy(model, model_args, model_kwargs, unravel(u), enum=enum)
+
+    finite = np.isfinite(np.asarray(jax.jit(jax.vmap(potential))(jnp.asarray(draws))))
+    if not finite.any():
+        raise ValueError(
+            "The potential is NaN or infinite at all 512 draws of the given reference, so no "
+            "particle can get weight: pass a reference=(mean, cov) over the region where the "
+            "model is finite (in the flattened unconstrained latent space)."
+        )
+    return draws[np.argmax(finite)]
+
+
+def _prior_reference(draws, broad_mask) -> Reference:
+    """The winsorized moments of ``(n, d)`` unconstrained prior draws; coordinates in
+    ``broad_mask`` (improper or unsampled priors) get N(0, IMPROPER_SCALE²). With fewer draws
+    than coordinates the covariance is their variances only."""
+    mean, cov = _robust_moments(jnp.asarray(draws))
+    if draws.shape[0] <= draws.shape[1]:
+        cov = jnp.diag(jnp.where(jnp.diagonal(cov) > 0, jnp.diagonal(cov), 1.0))
+    mean = jnp.where(broad_mask, 0.0, mean)
+    keep = (~broad_mask[:, None]) & (~broad_mask[None, :])
+    cov = jnp.where(keep, cov, jnp.diag(jnp.where(broad_mask, IMPROPER_SCALE**2, 0.0)))
+    return from_moments(mean, cov)
+
+
+#: Distances, in reference standard deviations, at which the tail check evaluates the target.
+TAIL_DISTANCES = (1e3, 1e6)
+
+
+def _check_proper(logdensity, reference: Reference, init_z, improper):
+    """Raise if the posterior is improper along an improper site's coordinates.
+
+    A proper density decays faster than 1/t along every ray, so ``log p(u₀ + t·σ·e) − log p(u₀)``
+    drops below −log t far out; the test flags a coordinate whose log-density has not dropped
+    by 1.2·log t (a t^−1.2 tail) at both ``TAIL_DISTANCES`` in one direction: the mass escapes
+    there (a flat improper prior that the likelihood does not constrain, or one whose
+    Jacobian grows, as on a positive support).
+    """
+    names = ravel_pytree({k: jnp.full(jnp.shape(v), k in improper) for k, v in init_z.items()})[0]
+    coords = np.flatnonzero(np.asarray(names))
+    mean, scale = reference.mean, jnp.diagonal(reference.scale_tril)
+    steps = np.array([s * t for s in (-1.0, 1.0) for t in TAIL_DISTANCES])
+    points = mean + (
+        steps[:, None, None] * np.eye(mean.shape[0])[coords][None] * scale[None, None, :]
     )
+    values = jax.jit(jax.vmap(jax.vmap(logdensity)))(points)
+    base = logdensity(mean)
+    if not np.isfinite(base):
+        return
+    drop = np.log(np.asarray(TAIL_DISTANCES))
+    values = np.asarray(values).reshape(2, len(TAIL_DISTANCES), coords.size)
+    escapes = np.all(values > base - 1.2 * drop[None, :, None], axis=1).any(axis=0)
+    if escapes.any():
+        sites = sorted({_site_of(init_z, c) for c in coords[escapes]})
+        raise ValueError(
+            f"The posterior is improper: its density does not decay along the improper "
+            f"site(s) {sites} (at {TAIL_DISTANCES[-1]:.0e} reference sds from the centre it is "
+            "as high as there), so its mass escapes to infinity and no sampler's draws or "
+            "evidence mean anything. Give these sites proper priors, or check that the "
+            "likelihood involves them."
+        )
+
+
+def _site_of(init_z, coordinate: int) -> str:
+    """The name of the site holding flat coordinate ``coordinate`` of ``ravel_pytree(init_z)``."""
+    sizes = np.cumsum([np.size(v) for v in init_z.values()])
+    return list(init_z)[int(np.searchsorted(sizes, coordinate, side="right"))]
 
 
 def flat_logdensity(potential_fn, unravel):
@@ -339,20 +468,22 @@ class ModelRun(NamedTuple):
         return {k: np.asarray(v).reshape(draws.shape[:-1] + v.shape[1:]) for k, v in sites.items()}
 
 
-def model_run(model, model_args=(), model_kwargs=None) -> ModelRun:
+def model_run(model, model_args=(), model_kwargs=None, reference=None) -> ModelRun:
     """The NumPyro ``model`` bound to its arguments, checked and set up.
 
     Args:
         model: a NumPyro model.
         model_args: positional arguments of the model.
         model_kwargs: keyword arguments of the model.
+        reference: the user's first reference ``(mean, cov)``, if any (see
+            [`setup_model`][numpyro_transport.model.setup_model]).
 
     Returns:
         The model's [`ModelRun`][numpyro_transport.model.ModelRun], with its set-up and flat
         log-density.
     """
     model_kwargs = dict(model_kwargs or {})
-    setup = setup_model(model, model_args, model_kwargs)
+    setup = setup_model(model, model_args, model_kwargs, reference=reference)
     potential = setup.potential_fn_gen(*model_args, **model_kwargs)
     return ModelRun(
         model, tuple(model_args), model_kwargs, setup, flat_logdensity(potential, setup.unravel)

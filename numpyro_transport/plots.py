@@ -110,6 +110,12 @@ def plot_acceptance(data):
     Returns:
         The matplotlib ``Figure``.
     """
+    if "sample_stats" not in data.children or "acceptance_rate" not in data["sample_stats"]:
+        raise ValueError(
+            "plot_acceptance needs the PIMH acceptance of an MCMC(AST) run (its sample_stats "
+            "group), which a transport() result has no use for: its frozen sweeps are "
+            "independent draws, all kept. Plot transport() runs with plot_schedule or plot_mmse."
+        )
     stats = data["sample_stats"].dataset
     accept = np.asarray(stats["acceptance_rate"], dtype=float)
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)

@@ -100,6 +100,8 @@ class StepInfo(NamedTuple):
         num_evaluations: target evaluations spent (retries included).
         num_retries: δ halvings of the CESS guard.
         num_inner: inner size M_k.
+        num_positive_infinite: inner draws of the proposals where the log-density was +∞ (given
+            zero weight; an error for the front-ends).
     """
 
     lam: jax.Array
@@ -115,6 +117,7 @@ class StepInfo(NamedTuple):
     num_evaluations: jax.Array
     num_retries: jax.Array
     num_inner: jax.Array
+    num_positive_infinite: jax.Array
 
 
 def empty_steps(shape=()) -> StepInfo:
@@ -135,6 +138,7 @@ def empty_steps(shape=()) -> StepInfo:
         num_evaluations=count,
         num_retries=count,
         num_inner=count,
+        num_positive_infinite=count,
     )
 
 
@@ -269,6 +273,7 @@ def build_kernel(logdensity_fn, config: TransportConfig):
             num_evaluations=jnp.asarray(n * m, jnp.int32) * num_blocks,
             num_retries=jnp.zeros((), jnp.int32),
             num_inner=num_blocks * m,
+            num_positive_infinite=jnp.sum(draws.num_positive_infinite),
         )
         return new_state, info
 

@@ -88,7 +88,8 @@ def pool_log_ratios(pool_key, logdensity_fn, reference: Reference, num: int):
     """
     x = rng.normal(pool_key, (num, reference.mean.shape[0]))
     log_p = jax.vmap(logdensity_fn)(to_original(reference, x)) + reference.log_det
-    return jnp.where(jnp.isfinite(log_p), log_p - standard_normal_logpdf(x), -jnp.inf)
+    # +∞ stays (the front-ends' start check reports it); NaN and −∞ are zero weight.
+    return jnp.where(jnp.isnan(log_p), -jnp.inf, log_p - standard_normal_logpdf(x))
 
 
 def tempering_exponent(log_r, target_ess: float):

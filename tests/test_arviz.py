@@ -126,6 +126,8 @@ def test_transport_result_of_a_log_density_to_arviz():
     tree = result.to_arviz()
     assert dict(tree["posterior"].dataset["x"].sizes) == {"chain": 4, "draw": 256, "x_dim_0": 1}
     assert {"chain", "sweep", "step"} <= set(tree["transport"].dataset.dims)
+    with pytest.raises(ValueError, match="plot_acceptance needs the PIMH acceptance"):
+        plots.plot_acceptance(tree)
 
 
 def test_importing_the_package_first_keeps_from_numpyro_working():

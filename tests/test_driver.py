@@ -108,20 +108,22 @@ def test_run_and_the_fori_loop_warmup_agree():
 
 def test_smc_reference_runs_only_where_needed():
     """A state whose β̂ ≥ ``SMC_BELOW`` is returned unchanged (so chains can share the call);
-    one far from the target (β̂ < ``SMC_BELOW``) runs the SMC start and counts it (seed 3)."""
+    one far from the target (β̂ < ``SMC_BELOW``) runs the SMC start and counts it (seed 3). Both
+    on one target (one compiled SMC run): the near state is the far one with β̂ = 1."""
     far = targets.gaussian(jnp.array([8.0, -6.0]), 0.01 * jnp.eye(2))
     smc = jax.jit(driver.smc_reference, static_argnums=(2, 3, 4))
     key = jax.random.key(3)
-    for target, needed in ((far, True), (targets.gaussian(jnp.zeros(2), jnp.eye(2)), False)):
-        state, _ = driver.init(key, target.logdensity_fn, broad(2), CONFIG, TEMPERING_ESS)
-        assert bool(driver.needs_smc_reference(state)) == needed
-        moved = smc(key, state, target.logdensity_fn, CONFIG, TEMPERING_ESS)
+    state, _ = driver.init(key, far.logdensity_fn, broad(2), CONFIG, TEMPERING_ESS)
+    near = state._replace(warmup=state.warmup._replace(temperature=jnp.ones(())))
+    for start, needed in ((state, True), (near, False)):
+        assert bool(driver.needs_smc_reference(start)) == needed
+        moved = smc(key, start, far.logdensity_fn, CONFIG, TEMPERING_ESS)
         assert bool(moved.smc_ran) == needed
         if needed:
             assert bool(moved.smc_adopted) and int(moved.num_evaluations) > POOL
-            assert float(moved.warmup.temperature) > float(state.warmup.temperature)
+            assert float(moved.warmup.temperature) > float(start.warmup.temperature)
         else:
-            for a, b in zip(_leaves(moved), _leaves(state), strict=True):
+            for a, b in zip(_leaves(moved), _leaves(start), strict=True):
                 np.testing.assert_array_equal(a, b)
 
 

@@ -203,9 +203,9 @@ def test_potential_non_finite_at_every_initial_particle_raises():
     "kwargs, match",
     [
         (dict(num_particles=1), "num_particles=1 must be at least 2"),
-        (dict(num_inner=3), "num_inner=3 must be a positive even number"),
-        (dict(epsilon=0.0), "epsilon=0.0 .* must be positive"),
-        (dict(max_lambda=-1.0), "max_lambda=-1.0 .* must be positive"),
+        (dict(num_inner=3), "num_inner=3 must be even .* pass num_inner=4"),
+        (dict(epsilon=0.0), "epsilon=0.0 must be positive"),
+        (dict(max_lambda=-1.0), "max_lambda=-1.0 must be positive"),
         (dict(tempering_ess=1.5), r"tempering_ess=1.5 must be in \(0, 1\)"),
         (dict(potential_fn=lambda z: z), "Only one of `model` or `potential_fn`"),
     ],

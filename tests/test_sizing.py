@@ -27,9 +27,12 @@ def test_rule(pilot_sd, pilot_particles, expected):
     assert particles_for(pilot_sd, pilot_particles) == expected
 
 
-@pytest.mark.parametrize("bad", ["many", 64.0, None])
-def test_num_particles_must_be_an_integer_or_auto(bad):
-    with pytest.raises(ValueError, match=r"num_particles=.* must be an integer or 'auto'"):
+@pytest.mark.parametrize(
+    "bad, error",
+    [("many", ValueError), (64.0, TypeError), (None, TypeError), (True, TypeError)],
+)
+def test_num_particles_must_be_an_integer_or_auto(bad, error):
+    with pytest.raises(error, match=r"num_particles=.* must be an integer"):
         AST(lambda: None, num_particles=bad)
 
 

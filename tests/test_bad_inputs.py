@@ -1,0 +1,193 @@
+"""Bad inputs and faulty targets: each gets a correct result or an error that names the argument
+or the site, the value and the fix (issue 18's cases, one test each)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.infer import MCMC
+
+from numpyro_transport import AST, log_evidence, transport
+from numpyro_transport.blackjax_api import ast
+
+#: Small and cheap: the runs below check behaviour, not accuracy at scale.
+SMALL = dict(num_particles=64, max_inner_blocks=1, progress=False)
+
+
+def _normal(u):
+    return -0.5 * jnp.sum(u**2)
+
+
+def flat_real():
+    numpyro.sample("x", dist.ImproperUniform(dist.constraints.real, (), ()))
+    numpyro.factor("nothing", 0.0)
+
+
+def flat_positive():
+    numpyro.sample("scale", dist.ImproperUniform(dist.constraints.positive, (), ()))
+    numpyro.factor("nothing", 0.0)
+
+
+@pytest.mark.parametrize("model, site", [(flat_real, "x"), (flat_positive, "scale")])
+def test_improper_posterior_is_refused(model, site):
+    """A flat improper prior that nothing constrains (on a positive support the Jacobian even
+    grows): the posterior's mass escapes to infinity; both front-ends refuse it, naming the
+    site, instead of returning the reference's draws with a finite log Ẑ."""
+    with pytest.warns(UserWarning, match="improper priors"):
+        with pytest.raises(ValueError, match=rf"posterior is improper.*'{site}'"):
+            transport(jax.random.key(0), model=model, **SMALL)
+    mcmc = MCMC(AST(model, num_particles=64), num_warmup=1, num_samples=2, progress_bar=False)
+    with pytest.warns(UserWarning, match="improper priors"):
+        with pytest.raises(ValueError, match=rf"posterior is improper.*'{site}'"):
+            mcmc.run(jax.random.key(0))
+
+
+def test_infinite_max_lambda_is_refused():
+    with pytest.raises(ValueError, match="max_lambda=inf must be finite"):
+        transport(jax.random.key(0), logdensity_fn=_normal, dim=1, max_lambda=np.inf)
+    with pytest.raises(ValueError, match="max_lambda=inf must be finite"):
+        AST(potential_fn=lambda z: 0.5 * jnp.sum(z**2), max_lambda=float("inf"))
+
+
+def test_positive_infinite_log_density_is_an_error():
+    """+∞ on a region the reference covers is refused at the start; on a region only the
+    sweeps reach (u₀ > 4.5 from N(0, I), near the mode at 3), in the sweep that finds it."""
+    near = lambda u: jnp.where(u[0] > 1.0, jnp.inf, _normal(u))  # noqa: E731
+    with pytest.raises(ValueError, match=r"log-density is \+inf at \d+ of the 1024 initial"):
+        transport(jax.random.key(0), logdensity_fn=near, dim=2, **SMALL)
+    far = lambda u: jnp.where(u[0] > 4.5, jnp.inf, _normal(u - 3.0))  # noqa: E731
+    with pytest.raises(ValueError, match=r"returned \+inf at \d+ inner draws of sweep"):
+        transport(jax.random.key(0), logdensity_fn=far, dim=2, **SMALL)
+
+
+def mostly_infinite():
+    """log p = −∞ on 96 % of the prior (x ≤ 1.75); Z = e⁻¹ erfc(0.75) / (2√2)."""
+    x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    numpyro.factor("region", jnp.where(x > 1.75, -0.5 * (x - 2.0) ** 2, -jnp.inf))
+
+
+MOSTLY_INFINITE_LOG_Z = -1.0 + np.log(0.28884436634648486 / (2 * np.sqrt(2)))
+
+
+def test_model_finite_on_a_small_part_of_its_prior():
+    """Seed 0: the reference is fitted to the ≈ 4 % of prior draws that are finite (a warning
+    says how many), and log Ẑ is within 4 se (+ 0.01) of the exact value; with a reference
+    given, no prior draw is required to be finite."""
+    with pytest.warns(UserWarning, match=r"finite at only \d+ of 512 prior draws"):
+        result = transport(jax.random.key(0), model=mostly_infinite, **SMALL)
+    assert np.all(result.samples["x"] > 1.75)
+    error = abs(result.log_evidence - MOSTLY_INFINITE_LOG_Z)
+    assert error < 4 * result.log_evidence_se + 0.01, (result.log_evidence, error)
+
+    def nowhere_on_the_prior():
+        x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+        numpyro.factor("region", jnp.where(x > 8.0, -0.5 * (x - 9.0) ** 2, -jnp.inf))
+
+    with pytest.raises(ValueError, match="infinite at all 512 prior draws.*reference="):
+        transport(jax.random.key(0), model=nowhere_on_the_prior, **SMALL)
+    reference = (jnp.array([9.0]), jnp.eye(1))
+    given = transport(jax.random.key(0), model=nowhere_on_the_prior, reference=reference, **SMALL)
+    assert np.all(given.samples["x"] > 8.0)
+
+
+def test_empty_latent_site_and_dimension_zero():
+    def empty():
+        numpyro.sample("x", dist.Normal(0.0, 1.0).expand([0]))
+
+    with pytest.raises(ValueError, match=r"latent sites \{'x': \(0,\)\} hold no value"):
+        transport(jax.random.key(0), model=empty, **SMALL)
+    with pytest.raises(ValueError, match="dim=0 must be at least 1"):
+        transport(jax.random.key(0), logdensity_fn=_normal, dim=0)
+
+
+@pytest.mark.parametrize(
+    "options, name",
+    [
+        ({"num_particles": 3.5}, "num_particles"),
+        ({"num_inner": 4.0}, "num_inner"),
+        ({"max_steps": 32.0}, "max_steps"),
+        ({"num_warmup": 2.0}, "num_warmup"),
+        ({"num_sweeps": True}, "num_sweeps"),
+        ({"dim": 2.0}, "dim"),
+    ],
+)
+def test_non_integer_counts_are_refused(options, name):
+    kwargs = {"dim": 2, **options}
+    with pytest.raises(TypeError, match=rf"{name}=.* must be an integer"):
+        transport(jax.random.key(0), logdensity_fn=_normal, **kwargs)
+
+
+def test_kernel_counts_are_refused():
+    with pytest.raises(TypeError, match="num_recorded_sweeps=2.5 must be an integer"):
+        AST(potential_fn=_normal, num_recorded_sweeps=2.5)
+    with pytest.raises(TypeError, match="num_particles=3.5 must be an integer"):
+        AST(potential_fn=_normal, num_particles=3.5)
+
+
+@pytest.mark.parametrize(
+    "logdensity, shown",
+    [
+        (lambda u: -0.5 * u**2, r"returned shape \(2,\)"),
+        (lambda u: jnp.sum(-0.5 * u**2, keepdims=True), r"returned shape \(1,\)"),
+        (lambda u: (_normal(u), _normal(u)), r"returned tuple"),
+    ],
+)
+def test_log_density_must_return_a_scalar(logdensity, shown):
+    """Checked with ``jax.eval_shape`` before compiling, in both front-ends that take one."""
+    with pytest.raises(TypeError, match=rf"must return (a|one) scalar.*{shown}"):
+        transport(jax.random.key(0), logdensity_fn=logdensity, dim=2)
+    with pytest.raises(TypeError, match=rf"must return (a|one) scalar.*{shown}"):
+        ast.init(jnp.zeros(2), logdensity)
+
+
+def test_references_are_checked():
+    wrong_dimension = (jnp.zeros(2), jnp.eye(2))
+    with pytest.raises(ValueError, match=r"shapes \(2,\) and \(2, 2\).*dimension 3"):
+        transport(jax.random.key(0), logdensity_fn=_normal, dim=3, reference=wrong_dimension)
+    with pytest.raises(ValueError, match=r"shapes \(2,\) and \(2, 2\).*dimension 1"):
+        transport(jax.random.key(0), model=mostly_infinite, reference=wrong_dimension)
+    not_positive = (jnp.zeros(2), jnp.array([[1.0, 2.0], [2.0, 1.0]]))
+    with pytest.raises(ValueError, match="positive-definite; its smallest eigenvalue is -1"):
+        transport(jax.random.key(0), logdensity_fn=_normal, reference=not_positive)
+    kernel = AST(potential_fn=_normal, reference=(jnp.zeros(3), jnp.eye(3)))
+    mcmc = MCMC(kernel, num_warmup=1, num_samples=2, progress_bar=False)
+    with pytest.raises(ValueError, match="dimension 2"):
+        mcmc.run(jax.random.key(0), init_params=jnp.zeros(2))
+
+
+def test_dim_conflicting_with_initial_position():
+    with pytest.raises(ValueError, match="dim=3 conflicts with initial_position"):
+        transport(jax.random.key(0), logdensity_fn=_normal, dim=3, initial_position=jnp.zeros(2))
+
+
+def test_pytree_log_density_in_transport():
+    """As in the BlackJAX API: a pytree ``initial_position`` and a log-density of pytrees; the
+    draws come back as that pytree. N(0, I₃) split over two leaves, log Z = 1.5 log 2π, within
+    4 se (+ 0.01) at seed 0."""
+
+    def logdensity(position):
+        return -0.5 * (position["a"] ** 2 + jnp.sum(position["b"] ** 2))
+
+    start = {"a": 0.0, "b": jnp.zeros(2)}
+    result = transport(jax.random.key(0), logdensity_fn=logdensity, initial_position=start, **SMALL)
+    assert result.samples["a"].shape == (256,) and result.samples["b"].shape == (256, 2)
+    error = abs(result.log_evidence - 1.5 * np.log(2 * np.pi))
+    assert error < 4 * result.log_evidence_se + 0.01, result.log_evidence
+
+
+def test_unknown_options_are_named_with_the_closest_valid_one():
+    message = r"unknown option 'num_particle' \(did you mean 'num_particles'\?\)"
+    with pytest.raises(TypeError, match=rf"transport\(\) got {message}"):
+        transport(jax.random.key(0), logdensity_fn=_normal, dim=2, num_particle=64)
+    with pytest.raises(TypeError, match=rf"AST got {message}"):
+        AST(potential_fn=_normal, num_particle=64)
+    with pytest.raises(TypeError, match=rf"ast\(\) got {message}"):
+        ast(_normal, num_particle=64)
+
+
+def test_log_evidence_before_run():
+    mcmc = MCMC(AST(potential_fn=_normal), num_warmup=1, num_samples=2, progress_bar=False)
+    with pytest.raises(ValueError, match=r"has not run yet: call mcmc.run"):
+        log_evidence(mcmc)
