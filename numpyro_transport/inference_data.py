@@ -22,6 +22,7 @@ from numpyro.infer import MCMC
 from numpyro_transport.driver import warn_if_tempering_unfinished
 from numpyro_transport.kernel import AST
 from numpyro_transport.records import SweepRecord
+from numpyro_transport.sizing import audit
 from numpyro_transport.weights import combine_evidence
 
 __all__ = ["log_evidence", "to_arviz", "transport_dataset"]
@@ -50,9 +51,15 @@ def log_evidence(mcmc) -> tuple[float, float]:
     chain accepted are not a fair sample: PIMH accepts a sweep with probability min(1, Ẑ*/Ẑ),
     which favours large Ẑ*, so the Ẑ attached to the current draws is biased upward.
 
+    Warns (``RuntimeWarning``, with the measured numbers and the N to use) when the proposed
+    sweeps show that N was too small: a spread of log Ẑ* beyond the ``num_particles="auto"``
+    pilot's prediction, or a chain stuck for a stretch
+    ([`sizing.audit`][numpyro_transport.sizing.audit]).
+
     Args:
         mcmc: a ``numpyro.infer.MCMC`` that ran the [`AST`][numpyro_transport.AST] kernel with
-            its default extra fields (``log_evidence`` and ``new_sweep`` among them).
+            its default extra fields (``log_evidence``, ``new_sweep`` and ``accept_prob``
+            among them).
 
     Returns:
         ``(log_z, se)``: log Ẑ and its standard error, as floats.
@@ -71,7 +78,7 @@ def log_evidence(mcmc) -> tuple[float, float]:
         >>> bool(abs(log_z + 0.5 * jnp.log(4 * jnp.pi)) < 4 * se + 0.01)
         True
     """
-    _kernel(mcmc)
+    kernel = _kernel(mcmc)
     state = mcmc.last_state
     warn_if_tempering_unfinished(state.driver.warmup.temperature, "the AST chains")
     recorded = (state.warmup_record.steps, state.sample_record.steps)
@@ -85,12 +92,17 @@ def log_evidence(mcmc) -> tuple[float, float]:
             stacklevel=2,
         )
     fields = mcmc.get_extra_fields(group_by_chain=True)
-    missing = {"log_evidence", "new_sweep"} - set(fields)
+    missing = {"log_evidence", "new_sweep", "accept_prob"} - set(fields)
     if missing:
         raise ValueError(
             f"The run did not collect the fields {sorted(missing)}; keep AST's default_fields."
         )
-    proposed = np.asarray(fields["log_evidence"])[np.asarray(fields["new_sweep"], bool)]
+    new = np.asarray(fields["new_sweep"], bool)
+    per_chain = [np.asarray(fields["log_evidence"])[c][new[c]] for c in range(new.shape[0])]
+    accept = [np.asarray(fields["accept_prob"])[c][new[c]] for c in range(new.shape[0])]
+    for message in audit(per_chain, accept, kernel.config.num_particles, kernel.sizing):
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    proposed = np.concatenate(per_chain)
     if proposed.size < 2:
         raise ValueError(
             f"log_evidence needs at least 2 proposed sweeps; the run proposed {proposed.size} "

@@ -34,7 +34,7 @@ from numpyro_transport import driver
 from numpyro_transport.config import TransportConfig
 from numpyro_transport.reference import Reference
 
-__all__ = ["Sizing", "particles_for", "choose_num_particles"]
+__all__ = ["Sizing", "particles_for", "choose_num_particles", "audit"]
 
 #: σ*, the target spread of log Ẑ per sweep.
 TARGET_SD = 0.6
@@ -46,6 +46,10 @@ MAX_PARTICLES = 2048
 PILOT_SWEEPS = 16
 #: Largest factor between a pilot's N and the N it may choose; beyond it, another pilot runs.
 GROWTH = 4
+#: [`audit`][numpyro_transport.sizing.audit] flags a chain that expected fewer than one
+#: acceptance over this many times the mean wait 1/a of a healthy chain (and ≥ ``STUCK_MIN``).
+STUCK_FACTOR = 10
+STUCK_MIN = 10
 
 
 class Sizing(NamedTuple):
@@ -158,3 +162,76 @@ def choose_num_particles(
             stacklevel=3,
         )
     return Sizing(chosen, sd, n, predicted, spent)
+
+
+def _longest_stuck(accept_prob) -> int:
+    """The longest run of consecutive proposals whose acceptance probabilities sum to < 1."""
+    longest, start, total = 0, 0, 0.0
+    for end, a in enumerate(accept_prob):
+        total += a
+        while total >= 1 and start <= end:
+            total -= accept_prob[start]
+            start += 1
+        longest = max(longest, end - start + 1)
+    return longest
+
+
+def audit(log_evidence, accept_prob, num_particles: int, sizing: Sizing | None) -> list[str]:
+    """What a run's proposed sweeps say of its N, as warnings to show (an empty list if none).
+
+    Two checks, after a run of [`AST`][numpyro_transport.AST]:
+
+    - **the spread of log Ẑ*** pooled over the chains' proposed sweeps against the pilot's
+      prediction σ̂₀·√(N₀/N) (``num_particles="auto"`` only): flagged when their variance ratio
+      exceeds the 99.5 % point of its F distribution, the bound of the pilot's own test;
+    - **a stuck stretch**: with σ the measured spread, a healthy chain accepts a proposal with
+      probability a = 2Φ(−σ/√2) (log Ẑ Gaussian), waiting 1/a proposals on average. A chain
+      flagged here had a run of at least max(``STUCK_MIN``, ``STUCK_FACTOR``/a) consecutive
+      proposals whose acceptance probabilities sum to less than one: it sat on a lucky Ẑ.
+
+    Each message gives the measured numbers and the N of
+    [`particles_for`][numpyro_transport.sizing.particles_for] at the measured spread.
+
+    Args:
+        log_evidence: per chain, the ``(k_c,)`` log Ẑ* of its proposed sampling sweeps.
+        accept_prob: per chain, the ``(k_c,)`` acceptance probabilities of those proposals.
+        num_particles: N of the run.
+        sizing: the pilot's [`Sizing`][numpyro_transport.sizing.Sizing], or ``None`` for a
+            user-given N.
+
+    Returns:
+        The warning messages.
+    """
+    from scipy import stats  # noqa: PLC0415 (scipy.stats on demand: import time)
+
+    chains = [np.asarray(z, np.float64) for z in log_evidence if np.size(z) >= 2]
+    dof = sum(z.size - 1 for z in chains)
+    if dof < 2:
+        return []
+    variance = sum(np.sum((z - z.mean()) ** 2) for z in chains) / dof
+    sd = math.sqrt(variance)
+    if not math.isfinite(sd):
+        return []
+    better = particles_for(sd, num_particles)
+    messages = []
+    if sizing is not None and sizing.predicted_sd > 0:
+        ratio = variance / sizing.predicted_sd**2
+        if ratio > stats.f.ppf(0.995, dof, PILOT_SWEEPS - 1):
+            messages.append(
+                f"The sampling sweeps' log Ẑ spread by {sd:.2f} over {dof + len(chains)} "
+                f"proposals, beyond the {sizing.predicted_sd:.2f} that the num_particles='auto' "
+                f"pilot predicted at N = {num_particles} (F-test, 99.5 %): the chains mix worse "
+                f"than planned. Use AST(..., num_particles={max(better, 2 * num_particles)})."
+            )
+    rate = 2 * stats.norm.cdf(-sd / math.sqrt(2))
+    limit = max(STUCK_MIN, STUCK_FACTOR / rate)
+    for c, probabilities in enumerate(accept_prob):
+        stuck = _longest_stuck(np.asarray(probabilities, np.float64))
+        if stuck >= limit:
+            messages.append(
+                f"Chain {c} expected less than one acceptance over {stuck} consecutive proposed "
+                f"sweeps, where a healthy chain at the measured sd {sd:.2f} of log Ẑ accepts "
+                f"{rate:.2f} of them: it sat on a lucky Ẑ, repeating one sweep's particles. "
+                f"Use AST(..., num_particles={max(better, 2 * num_particles)})."
+            )
+    return messages

@@ -22,7 +22,7 @@ from shared import (
     model,
 )
 
-from numpyro_transport import AST, log_evidence, plots, to_arviz, transport
+from numpyro_transport import AST, log_evidence, plots, sizing, to_arviz, transport
 
 matplotlib.use("Agg")
 
@@ -37,6 +37,16 @@ def mcmc():
 
 def test_same_key_same_draws_as_before_the_driver(mcmc):
     assert_pinned(mcmc, "vectorized", 2)
+
+
+def test_log_evidence_warns_when_the_run_contradicts_the_pilot(mcmc, monkeypatch):
+    """A pilot that had predicted a spread of log Ẑ far below the run's: log_evidence (and so
+    to_arviz) warns with the N to use. The run itself (N = 32 given) raises no such warning."""
+    log_evidence(mcmc)  # no warning: filterwarnings = error
+    fake = sizing.Sizing(32, 0.01, 32, 0.01, 0)
+    monkeypatch.setattr(mcmc.sampler, "sizing", fake)
+    with pytest.warns(RuntimeWarning, match=r"beyond the 0.01 that the num_particles='auto'"):
+        log_evidence(mcmc)
 
 
 def test_from_numpyro_carries_our_sample_stats(mcmc):

@@ -135,7 +135,7 @@ def test_jit_model_args_new_data_without_retracing_and_print_summary(capsys):
 
 def test_same_key_same_draws_with_and_without_progress_bar(monkeypatch):
     """Seed 0, one draw per sweep: the same draws with the bar on, after a retrace, and as
-    before the one-driver refactor (``PINNED``)."""
+    before the one-driver refactor (``PINNED``); then interrupted runs (below)."""
     plain = functools.partial(AST, draws_per_sweep=1)
     quiet = make_mcmc(kernel=plain)
     quiet.run(jax.random.key(0), Y)
@@ -155,6 +155,46 @@ def test_same_key_same_draws_with_and_without_progress_bar(monkeypatch):
     for other in (shown, again):
         np.testing.assert_array_equal(quiet.get_samples()["mu"], other.get_samples()["mu"])
     assert "acc. prob" in quiet.sampler.get_diagnostics_str(quiet.last_state)
+    _interrupt_then_rerun_and_resume(shown, quiet.get_samples()["mu"], monkeypatch)
+
+
+def _interrupt_then_rerun_and_resume(mcmc, expected, monkeypatch):
+    """A KeyboardInterrupt in the middle of a run (raised by the bar's third update) leaves
+    ``mcmc`` usable: the same run again gives the draws of an uninterrupted one, and so does a
+    resume from ``post_warmup_state`` interrupted in the same way."""
+    kernel = type(mcmc.sampler)
+    shown = kernel.get_diagnostics_str
+
+    def interrupting(after):
+        calls = []
+
+        def diagnostics(self, state):
+            calls.append(1)
+            if len(calls) == after:
+                raise KeyboardInterrupt
+            return shown(self, state)
+
+        return diagnostics
+
+    monkeypatch.setattr(kernel, "get_diagnostics_str", interrupting(3))
+    with pytest.raises(KeyboardInterrupt):
+        mcmc.run(jax.random.key(0), Y)
+    monkeypatch.setattr(kernel, "get_diagnostics_str", shown)
+    mcmc.run(jax.random.key(0), Y)
+    np.testing.assert_array_equal(mcmc.get_samples()["mu"], expected)
+
+    mcmc.warmup(jax.random.key(1), Y)
+    warm = mcmc.post_warmup_state
+    mcmc.run(warm.rng_key, Y)
+    resumed = mcmc.get_samples()["mu"]
+    monkeypatch.setattr(kernel, "get_diagnostics_str", interrupting(4))
+    mcmc.post_warmup_state = warm
+    with pytest.raises(KeyboardInterrupt):
+        mcmc.run(warm.rng_key, Y)
+    monkeypatch.setattr(kernel, "get_diagnostics_str", shown)
+    mcmc.post_warmup_state = warm
+    mcmc.run(warm.rng_key, Y)
+    np.testing.assert_array_equal(mcmc.get_samples()["mu"], resumed)
 
 
 def _discrete():

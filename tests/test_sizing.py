@@ -6,6 +6,7 @@ prediction against the chosen N's measured spread is checked in
 import warnings
 
 import jax
+import numpy as np
 import pytest
 
 from numpyro_transport import AST, TransportConfig, sizing
@@ -88,3 +89,26 @@ def test_failed_pilot_says_it_was_the_pilot(monkeypatch):
     message = r"auto'.*pilot run with 32 .*zero weight.*integer"
     with pytest.raises(FloatingPointError, match=message):
         sizing.choose_num_particles(jax.random.key(0), None, None, config, 0.05, 3)
+
+
+def test_audit_flags_a_spread_beyond_the_pilot_and_a_stuck_chain():
+    """Seed 0, synthetic proposals: a spread at the pilot's prediction and a chain that accepts
+    at the healthy rate pass; a spread 2.5× the prediction, or a stretch of 40 proposals with
+    acceptance probabilities 0.02, is flagged with the measured numbers and a larger N."""
+    rng = np.random.default_rng(0)
+    pilot = sizing.Sizing(64, 0.6, 64, 0.6, 1000)
+    healthy = [rng.normal(0.0, 0.6, 200) for _ in range(2)]
+    rate = [np.full(200, 0.67) for _ in range(2)]
+    assert sizing.audit(healthy, rate, 64, pilot) == []
+    assert sizing.audit(healthy, rate, 64, None) == []
+
+    wide = [rng.normal(0.0, 1.5, 200) for _ in range(2)]
+    (spread,) = [m for m in sizing.audit(wide, rate, 64, pilot) if "spread" in m]
+    assert "beyond the 0.60" in spread and "num_particles=512" in spread, spread
+    assert sizing.audit(wide, rate, 64, None) == []  # no pilot, no prediction to test
+
+    stuck = rate[0].copy()
+    stuck[50:90] = 0.02
+    messages = sizing.audit(healthy, [rate[0], stuck], 64, None)
+    assert len(messages) == 1 and messages[0].startswith("Chain 1 expected less than one")
+    assert "over 40 consecutive" in messages[0] and "num_particles=128" in messages[0]
