@@ -3,7 +3,7 @@
     PYTHONPATH=. python -m benchmarks.pimh_particles [--posterior NAME] [--particles auto,32,64]
 
 For each N (``auto``: the pilot's choice, shown with the pilot's σ̂₀ and its evaluations
-counted), :func:`numpyro_transport.compare` runs AST (10 warm-up sweeps, 200 PIMH draws × 2
+counted), :func:`numpyro_transport.compare_samplers` runs AST (10 warm-up sweeps, 200 PIMH draws × 2
 chains) and NUTS (300 warm-up + 200 draws × 2 chains) on a posteriordb posterior, same seed, and
 prints AST's min bulk ESS, ESS/s (net of compilation), mean PIMH acceptance, R̂, and its ESS/s
 as a fraction of NUTS's from the same call.
@@ -15,7 +15,7 @@ import warnings
 import jax
 
 from benchmarks.posteriordb.models import POSTERIORS
-from numpyro_transport import compare
+from numpyro_transport import compare_samplers
 
 
 def main():
@@ -31,7 +31,7 @@ def main():
         n = n if n == "auto" else int(n)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"Sites .* have improper priors")
-            result = compare(
+            result = compare_samplers(
                 posterior.model,
                 jax.random.key(0),
                 num_warmup=300,

@@ -3,8 +3,8 @@
     python -m benchmarks.throughput [--posteriors a,b] [--draws 1000] [--chains 4]
         [--out docs/benchmarks_throughput.md]
 
-Both samplers run through :func:`numpyro_transport.compare` in one process on the same model and
-data: NUTS with ``draws`` warm-up and ``draws`` draws per chain, AST with its defaults
+Both samplers run through :func:`numpyro_transport.compare_samplers` in one process on the same
+model and data: NUTS with ``draws`` warm-up and ``draws`` draws per chain, AST with its defaults
 (``MCMC(AST(model), num_warmup=5, ...)``: ``num_particles="auto"``, ``draws_per_sweep="auto"``)
 and the same number of draws, 4 chains each (vectorized). The table gives, per sampler, the wall
 and compile time, the min bulk and tail ESS, ESS/s with and without compilation, the max z-error
@@ -26,7 +26,7 @@ import numpyro
 from benchmarks.posteriordb.models import POSTERIORS
 from benchmarks.posteriordb.run import Settings, _num, report_head, run_posterior
 
-#: AST's warm-up iterations, as in compare()'s default.
+#: AST's warm-up iterations, as in compare_samplers()'s default.
 AST_WARMUP = 5
 
 

@@ -3,8 +3,9 @@
 The top level holds what a user calls. The building blocks (``driver``, ``sweep``, ``drift``,
 ``moves``, ``warmup``, ``pimh``, ``blackjax_api``, …) are importable from their modules.
 Importing the package loads no plotting or table library and registers nothing: the ArviZ
-conversion and [`compare`][numpyro_transport.comparison.compare] load ArviZ and pandas when first
-used.
+conversion and [`compare_samplers`][numpyro_transport.comparison.compare_samplers] load ArviZ and
+pandas when first used. ``compare``, the former name of ``compare_samplers``, is a deprecated alias
+kept for one release.
 """
 
 import importlib
@@ -26,7 +27,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "log_evidence": "numpyro_transport.inference_data",
     "to_arviz": "numpyro_transport.inference_data",
-    "compare": "numpyro_transport.comparison",
+    "compare_samplers": "numpyro_transport.comparison",
+    "compare": "numpyro_transport.comparison",  # deprecated alias of compare_samplers
     "Comparison": "numpyro_transport.comparison",
 }
 
@@ -39,6 +41,7 @@ __all__ = [
     "TransportResult",
     "combine_evidence",
     "compare",
+    "compare_samplers",
     "log_evidence",
     "to_arviz",
     "transport",

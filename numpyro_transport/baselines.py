@@ -5,7 +5,8 @@ an HMC inner kernel, tuned between tempering steps with ``blackjax.inner_kernel_
 ([`numpyro_transport.tempered`][numpyro_transport.tempered]). It tempers the geometric path from the
 same Gaussian reference N(mean, L Lᵀ) our sampler starts from, so its log Ẑ estimates the log Z of
 ``logdensity_fn`` and the two samplers are compared on the same problem. It is used by
-[`numpyro_transport.compare`][numpyro_transport.comparison.compare] and by the benchmarks.
+[`numpyro_transport.compare_samplers`][numpyro_transport.comparison.compare_samplers] and by the
+benchmarks.
 """
 
 import time

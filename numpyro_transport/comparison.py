@@ -1,13 +1,15 @@
 """Run AST next to NUTS (and BlackJAX's tempered SMC) on one NumPyro model: one table, one figure.
 
-[`compare`][numpyro_transport.comparison.compare] runs each sampler on the same model and data and
-returns a [`Comparison`][numpyro_transport.comparison.Comparison]: one ArviZ DataTree per sampler, a
-table of costs and diagnostics, and a per-parameter agreement table. Disagreement between samplers
-is measured in posterior standard deviations (what a user would notice) and in Monte Carlo standard
-errors (what cannot be noise).
+[`compare_samplers`][numpyro_transport.comparison.compare_samplers] runs each sampler on the same
+model and data and returns a [`Comparison`][numpyro_transport.comparison.Comparison]: one ArviZ
+DataTree per sampler, a table of costs and diagnostics, and a per-parameter agreement table.
+Disagreement between samplers is measured in posterior standard deviations (what a user would
+notice) and in Monte Carlo standard errors (what cannot be noise). (ArviZ's ``az.compare`` compares
+models; this module compares samplers on one model.)
 """
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import arviz as az
@@ -23,7 +25,7 @@ from numpyro_transport.kernel import AST
 from numpyro_transport.model import model_run
 from numpyro_transport.weights import combine_evidence
 
-__all__ = ["Comparison", "compare", "SAMPLERS"]
+__all__ = ["Comparison", "compare_samplers", "compare", "SAMPLERS"]
 
 SAMPLERS = ("ast", "nuts", "smc")
 
@@ -41,8 +43,9 @@ def _on_event(event, duration, **_):
 
 
 def _listen_to_compiles():
-    """Count JAX's compile time from the first [`compare`][numpyro_transport.comparison.compare] on
-    (one listener per process; importing the package registers none)."""
+    """Count JAX's compile time from the first
+    [`compare_samplers`][numpyro_transport.comparison.compare_samplers] on (one listener per
+    process; importing the package registers none)."""
     if not _listening:
         monitoring.register_event_duration_secs_listener(_on_event)
         _listening.append(True)
@@ -50,7 +53,7 @@ def _listen_to_compiles():
 
 @dataclass(frozen=True)
 class Comparison:
-    """What [`compare`][numpyro_transport.comparison.compare] returns.
+    """What [`compare_samplers`][numpyro_transport.comparison.compare_samplers] returns.
 
     Attributes:
         trees: ``{sampler: DataTree}``; AST's has the ``transport`` group.
@@ -101,7 +104,7 @@ class Comparison:
         return pc
 
 
-def compare(
+def compare_samplers(
     model,
     rng_key,
     *model_args,
@@ -140,13 +143,14 @@ def compare(
 
     Examples:
         >>> import jax, numpyro, numpyro.distributions as dist
-        >>> from numpyro_transport import compare
+        >>> from numpyro_transport import compare_samplers
         >>> def model(y):
         ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
         ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
-        >>> result = compare(model, jax.random.key(0), 0.0, num_warmup=200, num_samples=200,
-        ...                  ast_warmup=2, ast_options=dict(num_particles=32, max_inner_blocks=1),
-        ...                  progress_bar=False)
+        >>> result = compare_samplers(model, jax.random.key(0), 0.0, num_warmup=200,
+        ...                           num_samples=200, ast_warmup=2,
+        ...                           ast_options=dict(num_particles=32, max_inner_blocks=1),
+        ...                           progress_bar=False)
         >>> list(result.table.index)
         ['ast', 'nuts']
         >>> bool(result.agreement["disagree"].any())
@@ -186,6 +190,32 @@ def compare(
     ]
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns)
     return Comparison(trees, table, _agreement(trees))
+
+
+def compare(*args, **kwargs) -> Comparison:
+    """Deprecated alias of [`compare_samplers`][numpyro_transport.comparison.compare_samplers],
+    removed in the next release.
+
+    The name clashed with ArviZ's ``az.compare``, which compares models; this function compares
+    samplers on one model.
+
+    Args:
+        *args: positional arguments of
+            [`compare_samplers`][numpyro_transport.comparison.compare_samplers].
+        **kwargs: keyword arguments of
+            [`compare_samplers`][numpyro_transport.comparison.compare_samplers].
+
+    Returns:
+        What [`compare_samplers`][numpyro_transport.comparison.compare_samplers] returns.
+    """
+    warnings.warn(
+        "numpyro_transport.compare is deprecated and will be removed in the next release: use "
+        "compare_samplers (it compares samplers on one model, where ArviZ's az.compare compares "
+        "models).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return compare_samplers(*args, **kwargs)
 
 
 def _mcmc(kernel, num_warmup, num_samples, num_chains, progress_bar):

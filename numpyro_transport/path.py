@@ -16,6 +16,7 @@ SMC weights computable.
 """
 
 import jax.numpy as jnp
+from jax.scipy.stats import norm
 
 __all__ = [
     "backward_logpdf",
@@ -36,8 +37,8 @@ def gaussian_logpdf(x, mean, var):
     Returns:
         ``(...,)`` log-densities.
     """
-    d = x.shape[-1]
-    return -0.5 * (d * jnp.log(2 * jnp.pi * var) + jnp.sum((x - mean) ** 2, axis=-1) / var)
+    scale = jnp.sqrt(jnp.asarray(var))[..., None]
+    return jnp.sum(norm.logpdf(x, mean, scale), axis=-1)
 
 
 def standard_normal_logpdf(x):

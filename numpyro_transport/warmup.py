@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from blackjax.smc.solver import dichotomy
 
 from numpyro_transport import rng
 from numpyro_transport.config import TransportConfig
@@ -43,6 +44,8 @@ REFIT_LEVELS = 6
 #: [`smc_reference`][numpyro_transport.warmup.smc_reference] first: a tempered sweep multiplies β̂
 #: by 2–4, so one sweep would not reach β = 1 from there.
 SMC_BELOW = 0.5
+#: Bisection steps of the tempering exponent β̂ (a precision of 2⁻⁴⁰).
+BISECTIONS = 40
 
 __all__ = [
     "WarmupState",
@@ -93,7 +96,9 @@ def pool_log_ratios(pool_key, logdensity_fn, reference: Reference, num: int):
 
 
 def tempering_exponent(log_r, target_ess: float):
-    """Largest β ≤ 1 with ``ess_fraction(log_r, β) ≥ target_ess`` (bisection; 1 if β = 1 does).
+    """Largest β ≤ 1 with ``ess_fraction(log_r, β) ≥ target_ess``: 1 if β = 1 keeps it, else
+    40 bisection steps of BlackJAX's tempering solver (``blackjax.smc.solver.dichotomy``) on
+    [0, 1], and 0 if not even β = 0 keeps it (too few finite ratios).
 
     Args:
         log_r: ``(n,)`` importance log-ratios of the pool.
@@ -102,15 +107,13 @@ def tempering_exponent(log_r, target_ess: float):
     Returns:
         β̂ in [0, 1], a scalar array.
     """
-
-    def bisect(_, bounds):
-        lo, hi = bounds
-        mid = 0.5 * (lo + hi)
-        ok = ess_fraction(log_r, mid) >= target_ess
-        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
-
-    lo, _ = jax.lax.fori_loop(0, 40, bisect, (jnp.zeros(()), jnp.ones(())))
-    return jnp.where(ess_fraction(log_r) >= target_ess, 1.0, lo)
+    # eps = 0: the bisection runs all its steps (f(a) ≥ 0 > f(b) keeps f(a) − f(b) > 0).
+    beta = dichotomy(
+        lambda b: ess_fraction(log_r, b) - target_ess, 0.0, 1.0, eps=0.0, max_iter=BISECTIONS
+    )
+    # A strong dtype: the solver's branches return Python floats (weakly typed), and a state
+    # whose β̂ changed weak type between init and sample would retrace NumPyro's sampler.
+    return jnp.where(jnp.isnan(beta), 0.0, beta).astype(log_r.dtype)
 
 
 def init(

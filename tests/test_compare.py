@@ -1,5 +1,6 @@
-"""``compare()``: the table, the agreement and the figure, on eight schools and on a two-mode
-posterior where NUTS gets the mode weights wrong and AST does not."""
+"""``compare_samplers()``: the table, the agreement and the figure, on eight schools and on a
+two-mode posterior where NUTS gets the mode weights wrong and AST does not; and ``compare``, its
+deprecated former name."""
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,8 @@ from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC
 from scipy import stats
 
-from numpyro_transport import AST, compare, sizing, to_arviz
+import numpyro_transport
+from numpyro_transport import AST, compare_samplers, comparison, sizing, to_arviz
 
 matplotlib.use("Agg")
 
@@ -46,7 +48,7 @@ def test_eight_schools_table_and_figure(tmp_path):
     """Seed 0: every sampler gets a row with the documented columns; AST and BlackJAX SMC give
     log Z; NUTS counts divergences and gradients; the figure saves. AST runs with the 32
     particles that ``num_particles="auto"`` picks here (tested in the slow test below)."""
-    result = compare(
+    result = compare_samplers(
         eight_schools,
         jax.random.key(0),
         SIGMA,
@@ -76,9 +78,9 @@ def test_eight_schools_table_and_figure(tmp_path):
 
 @pytest.mark.slow
 def test_auto_particles_pilot_predicts_the_sweep_spread():
-    """Seed 0, eight schools, ``num_particles="auto"`` (it picks 32 here) as compare() runs AST:
-    the spread of log Ẑ over the sampling sweeps agrees with the pilot's prediction (a two-sided
-    F-test at the 99 % level)."""
+    """Seed 0, eight schools, ``num_particles="auto"`` (it picks 32 here) as compare_samplers()
+    runs AST: the spread of log Ẑ over the sampling sweeps agrees with the pilot's prediction (a
+    two-sided F-test at the 99 % level)."""
     mcmc = MCMC(
         AST(eight_schools, max_inner_blocks=1, draws_per_sweep=1),  # a sweep per draw
         num_warmup=2,
@@ -124,7 +126,7 @@ def test_two_modes_nuts_weight_error_shows_against_ast():
     standard errors (ESS of the indicator draws), and its log Z (= 0) within 4 se; NUTS, whose
     chains cannot cross the gap, off by more than 0.15 and by more than 4 se; the agreement
     table flags x."""
-    result = compare(
+    result = compare_samplers(
         two_modes,
         jax.random.key(3),
         num_warmup=200,
@@ -147,4 +149,21 @@ def test_two_modes_nuts_weight_error_shows_against_ast():
 
 def test_unknown_sampler_is_rejected():
     with pytest.raises(ValueError, match="choose among"):
-        compare(two_modes, jax.random.key(0), samplers=("hmc",))
+        compare_samplers(two_modes, jax.random.key(0), samplers=("hmc",))
+
+
+def test_deprecated_compare_alias_warns_and_forwards(monkeypatch):
+    """``numpyro_transport.compare``, the former name, warns that it is deprecated (naming
+    ``compare_samplers``) and forwards every argument to ``compare_samplers``."""
+    sentinel = object()
+    calls = []
+
+    def stub(*args, **kwargs):
+        calls.append((args, kwargs))
+        return sentinel
+
+    monkeypatch.setattr(comparison, "compare_samplers", stub)
+    assert numpyro_transport.compare is comparison.compare
+    with pytest.warns(DeprecationWarning, match="compare_samplers"):
+        assert comparison.compare(two_modes, "key", samplers=("ast", "nuts")) is sentinel
+    assert calls == [((two_modes, "key"), {"samplers": ("ast", "nuts")})]

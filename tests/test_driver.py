@@ -217,3 +217,27 @@ def test_weight_helpers():
     mean, se = weights.combine_evidence(log_z + 500.0)  # no overflow
     assert mean == pytest.approx(np.log(z.mean()) + 500.0)
     assert se == pytest.approx(z.std(ddof=1) / (2 * z.mean()))
+
+
+def test_tempering_exponent_is_blackjax_bisection_with_our_edge_cases():
+    """``warmup.tempering_exponent`` runs BlackJAX's dichotomy; it equals the 40-step bisection
+    written out here on random pools (seed 0), to float32 precision, and keeps the edge cases:
+    1 when β = 1 keeps the ESS, 0 when not even β = 0 does."""
+
+    def bisection(log_r, target):
+        lo, hi = 0.0, 1.0
+        for _ in range(warmup.BISECTIONS):
+            mid = 0.5 * (lo + hi)
+            ok = float(weights.ess_fraction(log_r, jnp.float32(mid))) >= target
+            lo, hi = (mid, hi) if ok else (lo, mid)
+        return 1.0 if float(weights.ess_fraction(log_r)) >= target else lo
+
+    solve = jax.jit(warmup.tempering_exponent, static_argnums=1)
+    keys = jax.random.split(jax.random.key(0), 5)
+    for key, scale in zip(keys, [0.5, 2.0, 5.0, 20.0, 80.0], strict=True):
+        log_r = scale * jax.random.normal(key, (256,))
+        expected = bisection(log_r, 0.05)
+        assert float(solve(log_r, 0.05)) == pytest.approx(expected, abs=1e-6), scale
+    assert float(solve(jnp.zeros(8), 0.05)) == 1.0
+    few_finite = jnp.array([0.0] + [-jnp.inf] * 99)
+    assert float(solve(few_finite, 0.05)) == 0.0

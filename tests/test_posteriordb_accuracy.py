@@ -28,7 +28,8 @@ def test_ast_means_within_monte_carlo_error(name):
     """The max z-error of AST's means is below max(0.1, 4/√(min bulk ESS)): the target where
     the ESS resolves it, four Monte Carlo sds where it does not. log Z is finite where the
     prior is proper."""
-    ast = run_posterior(name, FULL, samplers=("ast", "nuts"))[0]  # compare() needs two samplers
+    # compare_samplers() needs two samplers
+    ast = run_posterior(name, FULL, samplers=("ast", "nuts"))[0]
     assert ast.z_max is not None, ast.note
     assert ast.z_max < max(TARGET_Z, 4 / math.sqrt(ast.ess_bulk_min))
     if name not in FLAT_PRIORS:

@@ -4,11 +4,11 @@
         [--out FILE]
 
 Each posterior of :mod:`benchmarks.posteriordb.models` runs through
-:func:`numpyro_transport.compare`. Per sampler, the posterior means and sds of every posteriordb
-scalar are scored against the reference: the largest |mean − ref_mean| / ref_sd (z-error) and
-the sd ratio farthest from 1. The z-error of a mean estimated from ESS effective draws has sd
-1/√ESS, its Monte Carlo noise floor. SMC runs where the prior is proper: on a posterior with
-flat priors on an unbounded support the evidence it estimates is undefined.
+:func:`numpyro_transport.compare_samplers`. Per sampler, the posterior means and sds of every
+posteriordb scalar are scored against the reference: the largest |mean − ref_mean| / ref_sd
+(z-error) and the sd ratio farthest from 1. The z-error of a mean estimated from ESS effective
+draws has sd 1/√ESS, its Monte Carlo noise floor. SMC runs where the prior is proper: on a
+posterior with flat priors on an unbounded support the evidence it estimates is undefined.
 """
 
 import argparse
@@ -28,7 +28,7 @@ import numpy as np
 import numpyro
 
 from benchmarks.posteriordb.models import POSTERIORS, flatten_samples
-from numpyro_transport import compare
+from numpyro_transport import compare_samplers
 from numpyro_transport.comparison import SAMPLERS
 
 TARGET_Z = 0.1  # the issue's target for AST: max z-error of the means
@@ -53,7 +53,7 @@ GEOMETRY = {
 
 @dataclass(frozen=True)
 class Settings:
-    """Arguments of :func:`compare`; ``num_samples`` is also SMC's particles per run."""
+    """Arguments of :func:`compare_samplers`; ``num_samples`` is also SMC's particles per run."""
 
     num_samples: int
     num_warmup: int
@@ -124,7 +124,7 @@ def moment_errors(tree, reference) -> tuple[float, float]:
 
 
 def _score(posterior, sampler, tree, row, reference) -> Result:
-    """A Result from a sampler's DataTree and its row of ``compare``'s table."""
+    """A Result from a sampler's DataTree and its row of ``compare_samplers``'s table."""
     z_max, sd_ratio = moment_errors(tree, reference)
     flat = FLAT_PRIORS.get(posterior)
     has_log_z = sampler != "nuts" and flat is None
@@ -155,15 +155,16 @@ def _failure(error) -> str:
     return f"failed: {type(error).__name__}: {first[:160]}"
 
 
-def _compare(posterior, data, samplers, settings, seed) -> dict:
-    """``{sampler: (DataTree, table row) or the reason there is none}`` from :func:`compare`.
+def _compare_samplers(posterior, data, samplers, settings, seed) -> dict:
+    """``{sampler: (DataTree, table row) or the reason there is none}`` from
+    :func:`compare_samplers`.
 
     If the joint call fails, each sampler other than NUTS runs again, followed by NUTS
-    (``compare`` needs two samplers), so that a failure is charged to the sampler that raised
-    it."""
+    (``compare_samplers`` needs two samplers), so that a failure is charged to the sampler that
+    raised it."""
 
     def run(names):
-        result = compare(
+        result = compare_samplers(
             posterior.model,
             jax.random.key(seed),
             samplers=names,
@@ -177,7 +178,7 @@ def _compare(posterior, data, samplers, settings, seed) -> dict:
         return run(samplers)
     except Exception as error:  # a failure is a row of the table, not the end of the run
         print(f"{posterior.name}: {_failure(error)}; rerunning each sampler", flush=True)
-    outcomes = {"nuts": "not run: compare() needs a second sampler that runs"}
+    outcomes = {"nuts": "not run: compare_samplers() needs a second sampler that runs"}
     for sampler in samplers:
         if sampler != "nuts":
             try:
@@ -188,9 +189,9 @@ def _compare(posterior, data, samplers, settings, seed) -> dict:
 
 
 def run_posterior(name, settings, samplers=SAMPLERS, seed=0, tables=None) -> list[Result]:
-    """Run ``samplers`` (NUTS among them) on posterior ``name`` through :func:`compare` and
+    """Run ``samplers`` (NUTS among them) on posterior ``name`` through :func:`compare_samplers` and
     score them; one Result per sampler, in the order of ``samplers``. ``tables``, a dict, receives
-    each sampler's row of ``compare``'s table."""
+    each sampler's row of ``compare_samplers``'s table."""
     posterior = POSTERIORS[name]
     skipped = {}
     if name in FLAT_PRIORS and "smc" in samplers:
@@ -199,7 +200,9 @@ def run_posterior(name, settings, samplers=SAMPLERS, seed=0, tables=None) -> lis
     with jax.enable_x64(name in X64_POSTERIORS), warnings.catch_warnings():
         # AST and SMC warn about flat densities, including the proper ones (FLAT_PRIORS).
         warnings.filterwarnings("ignore", message=r"Sites .* have improper priors")
-        outcomes = skipped | _compare(posterior, posterior.data_fn(), runnable, settings, seed)
+        outcomes = skipped | _compare_samplers(
+            posterior, posterior.data_fn(), runnable, settings, seed
+        )
     reference = posterior.reference_moments_fn()
     if tables is not None:
         tables.update({s: dict(o[1]) for s, o in outcomes.items() if not isinstance(o, str)})
@@ -291,7 +294,7 @@ def _settings_lines(settings) -> list[str]:
         f"{s.num_chains} chains (vectorized).",
         f"- **SMC** (BlackJAX adaptive tempered, HMC moves): {s.num_samples} particles × "
         f"{s.num_chains} independent runs (chain = run), options: {smc}.",
-        "- One seed (`jax.random.key(0)`), split by `compare()` among the samplers.",
+        "- One seed (`jax.random.key(0)`), split by `compare_samplers()` among the samplers.",
     ]
 
 
