@@ -3,7 +3,7 @@
 import math
 from dataclasses import dataclass, fields
 
-from numpyro_transport.validation import integer, known_options, real
+from numpyro_transport.validation import boolean, integer, known_options, real
 
 __all__ = ["TransportConfig", "MOVES"]
 
@@ -93,10 +93,8 @@ class TransportConfig:
             )
         if self.move not in MOVES:
             raise ValueError(f"move={self.move!r} must be one of {MOVES}.")
-        if not isinstance(self.gradient_control_variate, bool):
-            raise TypeError(
-                f"gradient_control_variate={self.gradient_control_variate!r} must be True or False."
-            )
+        grad = boolean("gradient_control_variate", self.gradient_control_variate)
+        object.__setattr__(self, "gradient_control_variate", grad)
 
     @classmethod
     def from_options(cls, where: str, **options) -> "TransportConfig":

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "boolean",
     "integer",
     "real",
     "known_options",
@@ -34,6 +35,7 @@ def integer(name: str, value, minimum: int = 1, why: str = "") -> int:
     Returns:
         ``int(value)``.
     """
+    value = _python_scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         hint = f" such as {name}={max(minimum, round(value))}" if _is_real(value) else ""
         raise TypeError(
@@ -42,6 +44,33 @@ def integer(name: str, value, minimum: int = 1, why: str = "") -> int:
     if value < minimum:
         raise ValueError(f"{name}={value!r} must be at least {minimum}{why}.")
     return int(value)
+
+
+def boolean(name: str, value) -> bool:
+    """``value`` as a Python bool, if it is one (a NumPy or JAX 0-d bool included).
+
+    Args:
+        name: the argument's name, for the error.
+        value: what the user passed.
+
+    Returns:
+        ``bool(value)``.
+    """
+    value = _python_scalar(value)
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} must be True or False.")
+    return value
+
+
+def _python_scalar(value):
+    """A 0-d NumPy or JAX number as the Python number it holds (``jnp.int32(64)`` → 64); anything
+    else, traced values included, as it is."""
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)) and not isinstance(
+        value, jax.core.Tracer
+    ):
+        if np.ndim(value) == 0 and np.asarray(value).dtype.kind in "biuf":
+            return np.asarray(value).item()
+    return value
 
 
 def _is_real(value) -> bool:
@@ -62,6 +91,7 @@ def real(name: str, value, low=-math.inf, high=math.inf, *, open_low=False, open
     Returns:
         ``float(value)``.
     """
+    value = _python_scalar(value)
     if not (isinstance(value, numbers.Real) and not isinstance(value, bool)):
         raise TypeError(f"{name}={value!r} must be a real number (got {type(value).__name__}).")
     if not math.isfinite(value):

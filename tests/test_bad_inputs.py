@@ -9,7 +9,7 @@ import numpyro.distributions as dist
 import pytest
 from numpyro.infer import MCMC
 
-from numpyro_transport import AST, log_evidence, transport
+from numpyro_transport import AST, TransportConfig, log_evidence, transport
 from numpyro_transport.blackjax_api import ast
 from numpyro_transport.model import setup_model
 
@@ -192,3 +192,15 @@ def test_log_evidence_before_run():
     mcmc = MCMC(AST(potential_fn=_normal), num_warmup=1, num_samples=2, progress_bar=False)
     with pytest.raises(ValueError, match=r"has not run yet: call mcmc.run"):
         log_evidence(mcmc)
+
+
+def test_numpy_and_jax_scalars_are_accepted_as_python_numbers():
+    """0-d NumPy/JAX numbers are what they hold: the same (hashable, jit-static) config as from
+    Python numbers; a 0-d float is still not an integer."""
+    given = TransportConfig(
+        num_particles=jnp.int32(64), epsilon=jnp.float32(0.5), gradient_control_variate=np.False_
+    )
+    assert given == TransportConfig(num_particles=64, epsilon=0.5) and hash(given) is not None
+    assert type(given.num_particles) is int and type(given.epsilon) is float
+    with pytest.raises(TypeError, match="num_particles=3.5 must be an integer"):
+        TransportConfig(num_particles=jnp.float32(3.5))
