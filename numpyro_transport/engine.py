@@ -268,8 +268,8 @@ def transport(
         moments = _moments(reference) if isinstance(reference, Reference) else reference
         bound = model_run(model, model_args, model_kwargs, reference=moments)
         logdensity_fn = bound.logdensity
-        d = bound.setup.reference.mean.shape[0]
-        ref = bound.setup.reference if reference is None else _as_reference(reference, d)
+        # The set-up checked a given reference and built it (a Reference is kept as given).
+        ref = reference if isinstance(reference, Reference) else bound.setup.reference
     k_run, k_final = jax.random.split(rng_key)
     run = driver.run(
         k_run,

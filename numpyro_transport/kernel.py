@@ -367,7 +367,7 @@ class AST(MCMCKernel):
         dim = flat.shape[0]
         if self._reference == "laplace":
             reference = laplace_reference(self._model, model_args, model_kwargs)
-        elif self._reference is not None:
+        elif self._reference is not None and self._model is None:  # a model's set-up took it
             reference = from_moments(*check_reference(*self._reference, dim))
         logdensity = self._logdensity(model_args, model_kwargs, unravel)
         if self._model is None:

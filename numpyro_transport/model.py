@@ -53,7 +53,8 @@ class ModelSetup(NamedTuple):
         postprocess_fn_gen: ``(*args, **kwargs) -> (z -> constrained + deterministic sites)``.
         init_z: one valid unconstrained point (a prior draw), a pytree.
         unravel: flat ``(d,)`` vector → pytree like ``init_z``.
-        reference: Gaussian reference fitted to prior draws (flat unconstrained space).
+        reference: the first Gaussian reference (flat unconstrained space): the user's if given,
+            else fitted to the finite prior draws.
         improper: names of latent sites with improper priors (evidence undefined).
     """
 
@@ -303,7 +304,10 @@ def setup_model(
     )
     broad = set(improper) | unsampled
     mask = ravel_pytree({k: jnp.full(jnp.shape(v), k in broad) for k, v in init_z.items()})[0]
-    ref = _prior_reference(flat_draws[finite] if finite.any() else flat_draws, np.asarray(mask))
+    if reference is not None:  # checked above
+        ref = from_moments(*reference)
+    else:
+        ref = _prior_reference(flat_draws[finite], np.asarray(mask))
     postprocess_fn_gen = info.postprocess_fn
     if _hidden_dynamic_support(trace):
 
