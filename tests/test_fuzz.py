@@ -20,7 +20,7 @@ from numpyro_transport import AST, TransportConfig, transport
 
 #: (fast profile, slow profile) examples of each property.
 OPTION_EXAMPLES = (300, 3000)
-MODEL_EXAMPLES = (2, 20)
+MODEL_EXAMPLES = (1, 20)
 
 
 def _profiles(fast_and_slow):
