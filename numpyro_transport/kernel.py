@@ -14,6 +14,7 @@ is one [`numpyro_transport.driver.step`][numpyro_transport.driver.step]:
   targets the posterior exactly, for any number of particles.
 """
 
+import contextlib
 import functools
 from dataclasses import replace
 from typing import NamedTuple
@@ -320,7 +321,11 @@ class AST(MCMCKernel):
             )
         model_kwargs = model_kwargs or {}
         vectorized = not is_prng_key(rng_key)
-        with jax.ensure_compile_time_eval():  # under pmap, NumPyro traces init
+        # Under pmap NumPyro traces init: the set-up and the pilot need concrete values. Only
+        # then, since it also folds every constant of the jitted programs eagerly (one small
+        # compilation each).
+        traced = isinstance(rng_key, jax.core.Tracer)
+        with jax.ensure_compile_time_eval() if traced else contextlib.nullcontext():
             target = self._target(init_params, model_args, model_kwargs, vectorized)
             flat = ravel_pytree(target.prototype)[0]
             first = target.reference if target.reference is not None else _around(flat)
