@@ -134,7 +134,42 @@ def check_model(model, model_args=(), model_kwargs=None) -> tuple:
         The names of the latent sites with improper priors (a warning says their evidence is
         undefined).
     """
-    return _check_trace(_prior_trace(model, model_args, model_kwargs))
+    improper = _inspect(model, model_args, model_kwargs).improper
+    _warn_improper(improper)
+    return improper
+
+
+class _Inspection(NamedTuple):
+    """What one prior trace of a model says (see [`_inspect`][])."""
+
+    improper: tuple
+    enumerated: bool
+    hidden_dynamic_support: bool
+
+
+def _inspect(model, model_args, model_kwargs) -> _Inspection:
+    """Check one prior trace of the model ([`_check_trace`][]), traced abstractly with
+    ``jax.eval_shape``: the checks need the sites, not their values, and nothing compiles."""
+    found = []
+
+    def inspect():
+        trace = _prior_trace(model, model_args, model_kwargs)
+        enumerated = any(s.get("infer", {}).get("enumerate") == "parallel" for s in trace.values())
+        found.append(_Inspection(_check_trace(trace), enumerated, _hidden_dynamic_support(trace)))
+
+    jax.eval_shape(inspect)
+    return found[0]
+
+
+def _warn_improper(improper, stacklevel=3):
+    if improper:
+        warnings.warn(
+            f"Sites {list(improper)} have improper priors: the evidence Z is undefined (its "
+            "estimate depends on the arbitrary scale of the prior). Sampling still works; the "
+            f"reference uses N(0, {IMPROPER_SCALE}²) in their unconstrained coordinates.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def _check_trace(trace) -> tuple:
@@ -175,14 +210,6 @@ def _check_trace(trace) -> tuple:
             "The model has no continuous latent sample site, so there is nothing to sample. "
             "Check that the model's latent variables are `numpyro.sample` sites without `obs=`; "
             "to draw from a model with no latent variables use numpyro.infer.Predictive."
-        )
-    if improper:
-        warnings.warn(
-            f"Sites {improper} have improper priors: the evidence Z is undefined (its estimate "
-            "depends on the arbitrary scale of the prior). Sampling still works; the reference "
-            f"uses N(0, {IMPROPER_SCALE}²) in their unconstrained coordinates.",
-            UserWarning,
-            stacklevel=3,
         )
     return tuple(improper)
 
@@ -263,15 +290,13 @@ def setup_model(
         The model's [`ModelSetup`][numpyro_transport.model.ModelSetup].
     """
     model_kwargs = model_kwargs or {}
-    trace = _prior_trace(model, model_args, model_kwargs)
-    improper = _check_trace(trace)
-    enum = any(site.get("infer", {}).get("enumerate") == "parallel" for site in trace.values())
+    inspection = _inspect(model, model_args, model_kwargs)
+    improper, enum = inspection.improper, inspection.enumerated
+    _warn_improper(improper, stacklevel=4)
     unsampled = set()  # sites whose prior cannot be sampled get the broad reference too
-    keys = jax.random.split(jax.random.key(seed), num_prior_draws)
-    draws, potential = _prior_draws(model, model_args, model_kwargs, keys, unsampled, enum)
-    unravel = ravel_pytree(jax.tree.map(lambda a: a[0], draws))[1]
-    flat_draws = np.asarray(jax.vmap(lambda z: ravel_pytree(z)[0])(draws))
-    finite = np.isfinite(np.asarray(potential))
+    draws = _prior_draws(model, model_args, model_kwargs, seed, num_prior_draws, unsampled, enum)
+    flat_draws, unravel = np.asarray(draws.flat), draws.unravel
+    finite = np.isfinite(np.asarray(draws.potential))
     if reference is not None:
         reference = check_reference(*reference, flat_draws.shape[1])
         start = _finite_reference_draw(model, model_args, model_kwargs, reference, unravel, enum)
@@ -292,24 +317,23 @@ def setup_model(
                 stacklevel=3,
             )
     init_z = unravel(jnp.asarray(start))
-    values = constrain_fn(handlers.seed(model, seed), model_args, model_kwargs, init_z)
+    constrain = partial(constrain_fn, handlers.seed(model, seed), model_args, model_kwargs)
     info = initialize_model(
-        keys[0],
+        draws.first_key,
         model,
-        init_strategy=init_to_value(values=values),
+        init_strategy=init_to_value(values=jax.jit(constrain)(init_z)),
         model_args=model_args,
         model_kwargs=model_kwargs,
         dynamic_args=True,
         validate_grad=False,
     )
-    broad = set(improper) | unsampled
-    mask = ravel_pytree({k: jnp.full(jnp.shape(v), k in broad) for k, v in init_z.items()})[0]
     if reference is not None:  # checked above
-        ref = from_moments(*reference)
+        ref = jax.jit(from_moments)(*reference)
     else:
-        ref = _prior_reference(flat_draws[finite], np.asarray(mask))
+        mask = _site_mask(init_z, set(improper) | unsampled)
+        ref = jax.jit(_prior_reference)(flat_draws[finite], mask)
     postprocess_fn_gen = info.postprocess_fn
-    if _hidden_dynamic_support(trace):
+    if inspection.hidden_dynamic_support:
 
         def postprocess_fn_gen(*args, **kwargs):  # replay the model for every draw
             return partial(constrain_fn, model, args, kwargs, return_deterministic=True)
@@ -321,10 +345,20 @@ def setup_model(
     return setup
 
 
-def _prior_draws(model, model_args, model_kwargs, keys, unsampled, enum):
-    """Unconstrained prior draws, one per key (a pytree of latent sites with a leading axis),
-    and the potential energy at each: the draws of NumPyro's ``find_valid_initial_params`` from
-    the same keys, without its redraws."""
+class _PriorDraws(NamedTuple):
+    """Flat unconstrained prior draws ``(n, d)``, the potential energy at each, the map from a
+    flat draw to the latent sites, and the first draw's key."""
+
+    flat: jax.Array
+    potential: jax.Array
+    unravel: object
+    first_key: jax.Array
+
+
+def _prior_draws(model, model_args, model_kwargs, seed, num, unsampled, enum) -> _PriorDraws:
+    """``num`` unconstrained prior draws from the keys ``split(key(seed), num)``, and the
+    potential energy at each: the draws of NumPyro's ``find_valid_initial_params`` from the
+    same keys, without its redraws. One compiled program."""
 
     def one(key):
         seeded = handlers.seed(model, jax.random.split(key)[1])
@@ -340,9 +374,17 @@ def _prior_draws(model, model_args, model_kwargs, keys, unsampled, enum):
             and not site["fn"].support.is_discrete
         }
         z = unconstrain_fn(seeded, model_args, model_kwargs, values)
-        return z, potential_energy(model, model_args, model_kwargs, z, enum=enum)
+        flat, unravel = ravel_pytree(z)
+        unravels.append(unravel)  # a function of the shapes only, not of traced values
+        return flat, potential_energy(model, model_args, model_kwargs, z, enum=enum)
 
-    return jax.jit(jax.vmap(one))(keys)
+    def run():
+        keys = jax.random.split(jax.random.key(seed), num)
+        return *jax.vmap(one)(keys), keys[0]
+
+    unravels = []
+    flat, potential, first_key = jax.jit(run)()
+    return _PriorDraws(flat, potential, unravels[0], first_key)
 
 
 def _finite_reference_draw(model, model_args, model_kwargs, reference, unravel, enum):
@@ -361,6 +403,12 @@ def _finite_reference_draw(model, model_args, model_kwargs, reference, unravel, 
             "model is finite (in the flattened unconstrained latent space)."
         )
     return draws[np.argmax(finite)]
+
+
+def _site_mask(init_z, sites) -> np.ndarray:
+    """The flat boolean mask of the coordinates of ``sites`` in ``ravel_pytree(init_z)``."""
+    flags = {k: np.full(np.shape(v), k in sites) for k, v in init_z.items()}
+    return np.concatenate([np.ravel(a) for a in jax.tree.leaves(flags)])
 
 
 def _prior_reference(draws, broad_mask) -> Reference:
@@ -389,8 +437,7 @@ def _check_proper(logdensity, reference: Reference, init_z, improper):
     there (a flat improper prior that the likelihood does not constrain, or one whose
     Jacobian grows, as on a positive support).
     """
-    names = ravel_pytree({k: jnp.full(jnp.shape(v), k in improper) for k, v in init_z.items()})[0]
-    coords = np.flatnonzero(np.asarray(names))
+    coords = np.flatnonzero(_site_mask(init_z, set(improper)))
     mean, scale = reference.mean, jnp.diagonal(reference.scale_tril)
     steps = np.array([s * t for s in (-1.0, 1.0) for t in TAIL_DISTANCES])
     points = mean + (
