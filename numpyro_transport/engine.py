@@ -23,7 +23,7 @@ from numpyro_transport.records import SweepRecord
 from numpyro_transport.reference import Reference, broad, from_moments
 from numpyro_transport.sweep import Schedule
 from numpyro_transport.validation import check_logdensity, check_reference, integer, real
-from numpyro_transport.weights import combine_evidence
+from numpyro_transport.weights import combine_evidence, evidence_interval
 
 __all__ = ["TransportResult", "transport"]
 
@@ -44,6 +44,10 @@ class TransportResult:
         log_weights: their normalized log-weights (∝ log Ẑ_r + log W_r^i).
         log_evidence: log Ẑ over the R frozen sweeps.
         log_evidence_se: its standard error (delta method on the spread of the Ẑ_r).
+        log_evidence_interval: a 95 % interval for log Z, Student-t with R − 1 degrees of
+            freedom ([`evidence_interval`][numpyro_transport.weights.evidence_interval]): with
+            few sweeps, read ``log_evidence ± 2·log_evidence_se`` as too narrow, this as the
+            error bar.
         sweep_log_evidence: ``(R,)`` each frozen sweep's log Ẑ_r.
         sweep_samples: ``(R, N, d)`` each frozen sweep's own equal-weight draws (ArviZ's
             chains, in [`to_arviz`][numpyro_transport.TransportResult.to_arviz]).
@@ -66,6 +70,7 @@ class TransportResult:
     log_weights: np.ndarray
     log_evidence: float
     log_evidence_se: float
+    log_evidence_interval: tuple[float, float]
     sweep_log_evidence: np.ndarray
     sweep_samples: np.ndarray
     reference: Reference
@@ -313,6 +318,7 @@ def _result(run: driver.Run, rng_key, bound: ModelRun | None, unravel) -> Transp
         log_weights=np.asarray(log_w),
         log_evidence=log_evidence,
         log_evidence_se=se,
+        log_evidence_interval=evidence_interval(log_z),
         sweep_log_evidence=log_z,
         sweep_samples=sweeps.samples,
         reference=jax.tree.map(np.asarray, warm.reference),

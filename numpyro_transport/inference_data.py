@@ -224,6 +224,7 @@ def _result_to_arviz(result, **from_numpyro_kwargs) -> xr.DataTree:
     attrs = {
         "log_evidence": result.log_evidence,
         "log_evidence_se": result.log_evidence_se,
+        "log_evidence_interval": list(result.log_evidence_interval),
         "dim": int(result.reference.mean.shape[-1]),
     }
     records = [

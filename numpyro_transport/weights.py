@@ -10,8 +10,16 @@ import math
 import jax.numpy as jnp
 import numpy as np
 from blackjax.smc.ess import log_ess
+from scipy import stats
 
-__all__ = ["normalize", "ess", "ess_fraction", "kahan_add", "combine_evidence"]
+__all__ = [
+    "normalize",
+    "ess",
+    "ess_fraction",
+    "kahan_add",
+    "combine_evidence",
+    "evidence_interval",
+]
 
 
 def normalize(log_w):
@@ -96,3 +104,29 @@ def combine_evidence(log_z):
     r = log_z.shape[0]
     z = np.exp(log_z - log_z.max())
     return float(log_z.max() + np.log(z.mean())), float(z.std(ddof=1) / (math.sqrt(r) * z.mean()))
+
+
+def evidence_interval(log_z, level: float = 0.95) -> tuple[float, float]:
+    """A (``level``) interval for log Z from R independent unbiased sweeps: Student-t.
+
+    log Ẑ ± t_{R−1}·se, with log Ẑ and se of
+    [`combine_evidence`][numpyro_transport.weights.combine_evidence]. The standard error is
+    estimated from R sweeps, so it has R − 1 degrees of freedom: with the 4 frozen sweeps of
+    [`transport`][numpyro_transport.transport], t₃ = 3.18 where a Gaussian reading of "±" takes
+    1.96. Over 200 runs of the quick-start target (4 sweeps each) the Gaussian interval covered
+    the exact log Z in 91 % of runs, this one in 96 % (docs/benchmarks.md, "Evidence intervals").
+
+    It covers the Monte Carlo error given the regions the sweeps found: a mode that no sweep
+    visits is in neither log Ẑ nor its interval.
+
+    Args:
+        log_z: the ``(R,)`` log Ẑ_r of independent unbiased sweeps (R ≥ 2).
+        level: the nominal coverage, in (0, 1).
+
+    Returns:
+        ``(low, high)``, as floats.
+    """
+    log_z = np.asarray(log_z, dtype=np.float64).reshape(-1)
+    centre, se = combine_evidence(log_z)
+    half = float(stats.t.ppf(0.5 + level / 2, log_z.shape[0] - 1)) * se
+    return centre - half, centre + half

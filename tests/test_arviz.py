@@ -129,6 +129,7 @@ def test_transport_result_of_a_model_to_arviz():
     ds = tree["transport"].dataset
     assert list(ds["phase"].values).count("sample") == 2
     assert ds.attrs["log_evidence"] == result.log_evidence
+    assert list(ds.attrs["log_evidence_interval"]) == list(result.log_evidence_interval)
 
 
 def test_transport_result_of_a_log_density_to_arviz():

@@ -217,6 +217,12 @@ def test_weight_helpers():
     mean, se = weights.combine_evidence(log_z + 500.0)  # no overflow
     assert mean == pytest.approx(np.log(z.mean()) + 500.0)
     assert se == pytest.approx(z.std(ddof=1) / (2 * z.mean()))
+    # Student-t with R − 1 = 3 degrees of freedom: t₃(0.975) = 3.1824, not the Gaussian 1.96.
+    low, high = weights.evidence_interval(log_z + 500.0)
+    assert (high - low) / 2 == pytest.approx(3.1824 * se, rel=1e-4)
+    assert (low + high) / 2 == pytest.approx(mean)
+    low90, high90 = weights.evidence_interval(log_z, level=0.9)
+    assert (high90 - low90) / 2 == pytest.approx(2.3534 * se, rel=1e-4)
 
 
 def test_tempering_exponent_is_blackjax_bisection_with_our_edge_cases():
