@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 #: Names loaded on first use, and the modules that hold them (ArviZ, xarray, pandas).
 _LAZY = {
     "log_evidence": "numpyro_transport.inference_data",
+    "log_evidence_interval": "numpyro_transport.inference_data",
     "to_arviz": "numpyro_transport.inference_data",
     "compare_samplers": "numpyro_transport.comparison",
     "compare": "numpyro_transport.comparison",  # deprecated alias of compare_samplers
@@ -43,6 +44,7 @@ __all__ = [
     "compare",
     "compare_samplers",
     "log_evidence",
+    "log_evidence_interval",
     "to_arviz",
     "transport",
 ]

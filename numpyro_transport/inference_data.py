@@ -23,9 +23,9 @@ from numpyro_transport.driver import warn_if_tempering_unfinished
 from numpyro_transport.kernel import AST
 from numpyro_transport.records import SweepRecord
 from numpyro_transport.sizing import audit
-from numpyro_transport.weights import combine_evidence
+from numpyro_transport.weights import combine_evidence, evidence_interval
 
-__all__ = ["log_evidence", "to_arviz", "transport_dataset"]
+__all__ = ["log_evidence", "log_evidence_interval", "to_arviz", "transport_dataset"]
 
 
 def _kernel(mcmc) -> AST:
@@ -78,6 +78,34 @@ def log_evidence(mcmc) -> tuple[float, float]:
         >>> bool(abs(log_z + 0.5 * jnp.log(4 * jnp.pi)) < 4 * se + 0.01)
         True
     """
+    return combine_evidence(_proposed_log_evidence(mcmc))
+
+
+def log_evidence_interval(mcmc, level: float = 0.95) -> tuple[float, float]:
+    """A (``level``) interval for log Z from an MCMC run with [`AST`][numpyro_transport.AST].
+
+    Student-t over the proposed sweeps of
+    [`log_evidence`][numpyro_transport.inference_data.log_evidence]
+    ([`evidence_interval`][numpyro_transport.weights.evidence_interval]); with many proposed
+    sweeps it is log Ẑ ± 1.96·se.
+
+    It is the Monte Carlo error given the regions the sweeps found: a mode that no sweep
+    visits is in neither log Ẑ nor its interval.
+
+    Args:
+        mcmc: a ``numpyro.infer.MCMC`` that ran the [`AST`][numpyro_transport.AST] kernel with
+            its default extra fields.
+        level: the nominal coverage, in (0, 1).
+
+    Returns:
+        ``(low, high)``, as floats.
+    """
+    return evidence_interval(_proposed_log_evidence(mcmc), level)
+
+
+def _proposed_log_evidence(mcmc) -> np.ndarray:
+    """log Ẑ* of every sweep proposed in the sampling phase, after the checks and warnings of
+    [`log_evidence`][numpyro_transport.inference_data.log_evidence]."""
     kernel = _kernel(mcmc)
     state = mcmc.last_state
     warn_if_tempering_unfinished(state.driver.warmup.temperature, "the AST chains")
@@ -109,7 +137,7 @@ def log_evidence(mcmc) -> tuple[float, float]:
             "(one every draws_per_sweep sampling iterations). Run more num_samples, or give "
             "AST(..., draws_per_sweep=...) a smaller value."
         )
-    return combine_evidence(proposed)
+    return proposed
 
 
 def _ordered(record: SweepRecord) -> tuple[SweepRecord, int]:
@@ -284,7 +312,9 @@ def to_arviz(run, **from_numpyro_kwargs) -> xr.DataTree:
     }
     proposed = np.asarray(mcmc.get_extra_fields().get("new_sweep", [])).sum()
     if proposed >= 2:  # else no evidence: log_evidence(mcmc) says why
-        attrs["log_evidence"], attrs["log_evidence_se"] = log_evidence(mcmc)
+        sweeps = _proposed_log_evidence(mcmc)
+        attrs["log_evidence"], attrs["log_evidence_se"] = combine_evidence(sweeps)
+        attrs["log_evidence_interval"] = list(evidence_interval(sweeps))
     if kernel.sizing is not None:  # num_particles="auto": the pilot that chose N
         attrs.update(
             pilot_particles=kernel.sizing.pilot_particles,

@@ -11,6 +11,7 @@ import matplotlib
 import numpy as np
 import pytest
 import xarray as xr
+from scipy import stats
 from shared import (
     HALF_NORMAL_OPTIONS,
     NUM_SAMPLES,
@@ -22,7 +23,15 @@ from shared import (
     model,
 )
 
-from numpyro_transport import AST, log_evidence, plots, sizing, to_arviz, transport
+from numpyro_transport import (
+    AST,
+    log_evidence,
+    log_evidence_interval,
+    plots,
+    sizing,
+    to_arviz,
+    transport,
+)
 
 matplotlib.use("Agg")
 
@@ -74,6 +83,11 @@ def test_transport_group_and_netcdf_round_trip(mcmc, tmp_path):
     assert set(ds["sweep_log_evidence"].dims) == {"chain", "sweep"}
     log_z, se = log_evidence(mcmc)
     assert ds.attrs["log_evidence"] == log_z and ds.attrs["log_evidence_se"] == se
+    low, high = log_evidence_interval(mcmc)
+    assert list(ds.attrs["log_evidence_interval"]) == [low, high]
+    fields = mcmc.get_extra_fields()
+    num_proposed = int(np.sum(fields["new_sweep"]))  # Student-t, R − 1 degrees of freedom
+    assert (high - low) / 2 == pytest.approx(stats.t.ppf(0.975, num_proposed - 1) * se)
     # Steps within each sweep's K are finite, padding past it is NaN.
     k = ds["num_steps"].values
     lam = ds["lam"].values
