@@ -375,6 +375,7 @@ def run(
     num_sweeps: int,
     tempering_ess: float,
     progress: bool = False,
+    label: str = "transport",
 ) -> Run:
     """A whole run on the host: [`init`][numpyro_transport.driver.init],
     [`smc_reference`][numpyro_transport.driver.smc_reference] where needed, the sweeps.
@@ -391,6 +392,7 @@ def run(
         num_sweeps: frozen sweeps after the warm-up.
         tempering_ess: ESS fraction below which the warm-up tempers.
         progress: show a progress bar over the sweeps.
+        label: the progress bar's label.
 
     Returns:
         The run's [`Run`][numpyro_transport.driver.Run]: the warmed-up state, the outputs of the
@@ -407,7 +409,7 @@ def run(
     if bool(needs_smc_reference(state)):
         state = _smc_reference(k_smc, state, logdensity_fn, config, tempering_ess)
     outputs = []
-    shown = progress_bar.bar(num_warmup + num_sweeps, config.max_lambda)
+    shown = progress_bar.bar(num_warmup + num_sweeps, config.max_lambda, label)
     with shown if progress else contextlib.nullcontext():
         for i in range(num_warmup + num_sweeps):
             key = jax.random.fold_in(k_sweeps, i)

@@ -26,11 +26,17 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import identity, is_prng_key
 
-from numpyro_transport import driver, pimh, records, sizing
+from numpyro_transport import driver, pimh, progress_bar, records, sizing
 from numpyro_transport.config import TransportConfig
 from numpyro_transport.model import flat_logdensity, laplace_reference, setup_model
 from numpyro_transport.reference import Reference, broad, from_moments
-from numpyro_transport.validation import check_logdensity, check_reference, integer, real
+from numpyro_transport.validation import (
+    boolean,
+    check_logdensity,
+    check_reference,
+    integer,
+    real,
+)
 from numpyro_transport.warmup import pool_log_ratios
 
 __all__ = ["AST", "ASTState"]
@@ -178,6 +184,10 @@ class AST(MCMCKernel):
             warm-up sweep's effective sample size
             ([`draws_for`][numpyro_transport.kernel.draws_for]; under
             ``chain_method="vectorized"`` the smallest over the chains); 1 is plain PIMH.
+        progress_bar: print what ``init`` does (model set-up, the pilot's sweeps in a bar,
+            the chosen N, compilation) to stderr from its first second; NumPyro's own bar
+            (``MCMC(..., progress_bar=...)``) shows the iterations. Nothing is printed under
+            ``chain_method="parallel"``, where NumPyro traces ``init``.
         **options: other [`TransportConfig`][numpyro_transport.TransportConfig] options.
 
     Examples:
@@ -207,6 +217,7 @@ class AST(MCMCKernel):
         tempering_ess: float = 0.05,
         num_recorded_sweeps: int = 8,
         draws_per_sweep: int | str = "auto",
+        progress_bar: bool = True,
         **options,
     ):
         if not (model is None) ^ (potential_fn is None):
@@ -224,6 +235,7 @@ class AST(MCMCKernel):
             raise ValueError(f"num_particles={num_particles!r} must be an integer or 'auto'.")
         if draws_per_sweep != "auto":
             integer("draws_per_sweep", draws_per_sweep)
+        self._progress_bar = boolean("progress_bar", progress_bar)
         self._model = model
         self._potential_fn = potential_fn
         self._reference = reference
@@ -325,12 +337,27 @@ class AST(MCMCKernel):
         # then, since it also folds every constant of the jitted programs eagerly (one small
         # compilation each).
         traced = isinstance(rng_key, jax.core.Tracer)
+        show = self._progress_bar and not traced
+        if show:
+            what = "the model" if self._model is not None else "the potential"
+            progress_bar.status(f"AST: setting up {what} and its first reference")
         with jax.ensure_compile_time_eval() if traced else contextlib.nullcontext():
             target = self._target(init_params, model_args, model_kwargs, vectorized)
             flat = ravel_pytree(target.prototype)[0]
             first = target.reference if target.reference is not None else _around(flat)
             if self._auto and self.sizing is None:
-                self._choose_num_particles(target.logdensity, first, num_warmup)
+                if show:
+                    progress_bar.status(
+                        "AST: num_particles='auto': pilot runs choose N (the first sweep "
+                        "compiles, a few seconds)"
+                    )
+                self._choose_num_particles(target.logdensity, first, num_warmup, show)
+                if show:
+                    s = self.sizing
+                    progress_bar.status(
+                        f"AST: N = {s.num_particles} particles (pilot at N = "
+                        f"{s.pilot_particles}: sd of log Z {s.pilot_log_evidence_sd:.2f})"
+                    )
             num_pool = self.config.num_particles * self.config.num_inner
             log_r = _pool_log_ratios(jax.random.key(POOL_SEED), target.logdensity, first, num_pool)
             if not isinstance(log_r, jax.core.Tracer):
@@ -343,6 +370,11 @@ class AST(MCMCKernel):
                     "vector.",
                 )
         state = self._init_state(rng_key, init_params, target, num_warmup, log_r, vectorized)
+        if show:
+            progress_bar.status(
+                "AST: compiling the sampling loop (about twice a sweep's compilation), then "
+                f"{num_warmup} warm-up sweeps"
+            )
         # One sample function per structure: a second run() with the same shapes reuses it.
         structure = (num_warmup, vectorized, jax.tree.structure(target.prototype), flat.shape)
         if structure not in self._sample_fns:
@@ -379,7 +411,7 @@ class AST(MCMCKernel):
             check_logdensity(lambda u: -self._potential_fn(unravel(u)), dim, "potential_fn")
         return _Target(prototype, unravel, reference, logdensity)
 
-    def _choose_num_particles(self, logdensity, reference, num_warmup):
+    def _choose_num_particles(self, logdensity, reference, num_warmup, progress):
         """``num_particles="auto"``: pilot runs of the driver choose N, once per kernel."""
         self.sizing = sizing.choose_num_particles(
             jax.random.key(PILOT_SEED),
@@ -388,6 +420,7 @@ class AST(MCMCKernel):
             self.config,
             self._tempering_ess,
             num_warmup,
+            progress,
         )
         self.config = replace(self.config, num_particles=self.sizing.num_particles)
 

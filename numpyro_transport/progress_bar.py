@@ -8,10 +8,11 @@ log(1 + λ)/log(1 + Λ), which tracks the number of I-MMSE steps better than λ 
 
 import contextlib
 import math
+import sys
 
 from tqdm.auto import tqdm
 
-__all__ = ["bar", "update", "add_sweeps"]
+__all__ = ["bar", "update", "add_sweeps", "status"]
 
 _active: dict = {}
 
@@ -69,3 +70,12 @@ def add_sweeps(num: int):
     if _active:
         _active["bar"].total += num
         _active["bar"].refresh()
+
+
+def status(message: str):
+    """Print one line of progress to stderr (above any open bar).
+
+    Args:
+        message: what the run is doing, e.g. ``"AST: setting up the model"``.
+    """
+    tqdm.write(message, file=sys.stderr)

@@ -87,7 +87,9 @@ def particles_for(pilot_sd: float, pilot_particles: int) -> int:
     return int(min(max(power, MIN_PARTICLES), MAX_PARTICLES))
 
 
-def _pilot(rng_key, logdensity_fn, reference, config, tempering_ess, num_particles, warmup):
+def _pilot(
+    rng_key, logdensity_fn, reference, config, tempering_ess, num_particles, warmup, progress
+):
     """σ̂ of log Ẑ over ``PILOT_SWEEPS`` frozen sweeps of N particles after ``warmup`` warm-up
     sweeps (the kernel's warm-up), and the evaluations spent."""
     try:
@@ -99,6 +101,8 @@ def _pilot(rng_key, logdensity_fn, reference, config, tempering_ess, num_particl
             num_warmup=warmup,
             num_sweeps=PILOT_SWEEPS,
             tempering_ess=tempering_ess,
+            progress=progress,
+            label=f"AST pilot, N = {num_particles}",
         )
     except FloatingPointError as error:
         raise FloatingPointError(
@@ -116,6 +120,7 @@ def choose_num_particles(
     config: TransportConfig,
     tempering_ess: float,
     num_warmup: int,
+    progress: bool = False,
 ) -> Sizing:
     """Pilot runs of the driver and [`particles_for`][numpyro_transport.sizing.particles_for].
 
@@ -133,6 +138,7 @@ def choose_num_particles(
             is replaced by each pilot's.
         tempering_ess: ESS fraction below which the warm-up tempers.
         num_warmup: warm-up sweeps of each pilot, as the kernel's.
+        progress: show each pilot's sweeps in a progress bar.
 
     Returns:
         The chosen N and the pilot's evidence for it, as a
@@ -142,7 +148,7 @@ def choose_num_particles(
     while True:
         key = jax.random.fold_in(rng_key, n)
         sd, evaluations = _pilot(
-            key, logdensity_fn, reference, config, tempering_ess, n, num_warmup
+            key, logdensity_fn, reference, config, tempering_ess, n, num_warmup, progress
         )
         spent += evaluations
         wanted = particles_for(sd, n)

@@ -27,6 +27,7 @@ from shared import (
     model,
 )
 
+import numpyro_transport.kernel as kernel_module
 from numpyro_transport import AST, log_evidence, transport
 from numpyro_transport.model import setup_model
 
@@ -131,6 +132,39 @@ def test_jit_model_args_new_data_without_retracing_and_print_summary(capsys):
     mcmc.print_summary()
     printed = capsys.readouterr().out
     assert "mu" in printed and "sigma" in printed and "r_hat" in printed
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_init_shows_progress_before_anything_compiles(shown, monkeypatch, capfd):
+    """``AST.init`` prints its first line of progress before any XLA compilation (the model's
+    set-up, which compiles, comes after it; it is stopped there), and nothing with
+    ``progress_bar=False``."""
+    compiled = []
+
+    def listen(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(duration)
+
+    def stop(*args, **kwargs):
+        raise _Stop(len(compiled))
+
+    monkeypatch.setattr(kernel_module, "setup_model", stop)
+    key, kernel = jax.random.key(0), AST(model, progress_bar=shown)
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        with pytest.raises(_Stop) as stopped:
+            kernel.init(key, 3, model_args=(Y,))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert stopped.value.args == (0,)  # nothing compiled before the set-up started
+    err = capfd.readouterr().err
+    assert ("AST: setting up the model and its first reference" in err) == shown
+    if not shown:
+        assert "AST:" not in err
 
 
 def test_same_key_same_draws_with_and_without_progress_bar(monkeypatch):

@@ -41,7 +41,7 @@ def _fake_pilots(monkeypatch, outcome):
     """Replace the pilot run by ``outcome(n) -> sd``; return the pilots' N."""
     calls = []
 
-    def pilot(key, logdensity_fn, reference, config, tempering_ess, n, warmup):
+    def pilot(key, logdensity_fn, reference, config, tempering_ess, n, warmup, progress):
         calls.append(n)
         return outcome(n), 1000 * n
 
