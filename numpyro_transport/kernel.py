@@ -346,18 +346,7 @@ class AST(MCMCKernel):
             flat = ravel_pytree(target.prototype)[0]
             first = target.reference if target.reference is not None else _around(flat)
             if self._auto and self.sizing is None:
-                if show:
-                    progress_bar.status(
-                        "AST: num_particles='auto': pilot runs choose N (the first sweep "
-                        "compiles, a few seconds)"
-                    )
                 self._choose_num_particles(target.logdensity, first, num_warmup, show)
-                if show:
-                    s = self.sizing
-                    progress_bar.status(
-                        f"AST: N = {s.num_particles} particles (pilot at N = "
-                        f"{s.pilot_particles}: sd of log Z {s.pilot_log_evidence_sd:.2f})"
-                    )
             num_pool = self.config.num_particles * self.config.num_inner
             log_r = _pool_log_ratios(jax.random.key(POOL_SEED), target.logdensity, first, num_pool)
             if not isinstance(log_r, jax.core.Tracer):
@@ -413,6 +402,11 @@ class AST(MCMCKernel):
 
     def _choose_num_particles(self, logdensity, reference, num_warmup, progress):
         """``num_particles="auto"``: pilot runs of the driver choose N, once per kernel."""
+        if progress:
+            progress_bar.status(
+                "AST: num_particles='auto': pilot runs choose N (the first sweep compiles, a "
+                "few seconds)"
+            )
         self.sizing = sizing.choose_num_particles(
             jax.random.key(PILOT_SEED),
             logdensity,
@@ -423,6 +417,12 @@ class AST(MCMCKernel):
             progress,
         )
         self.config = replace(self.config, num_particles=self.sizing.num_particles)
+        if progress:
+            chosen = self.sizing
+            progress_bar.status(
+                f"AST: N = {chosen.num_particles} particles (pilot at N = "
+                f"{chosen.pilot_particles}: sd of log Z {chosen.pilot_log_evidence_sd:.2f})"
+            )
 
     def _init_state(self, rng_key, init_params, target: _Target, num_warmup, log_r, vectorized):
         """Every chain's first state; chains whose first reference is far from the posterior
