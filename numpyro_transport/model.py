@@ -6,7 +6,9 @@ is the model evidence p(data). The first reference is moment-matched to prior dr
 unconstrained space: it needs no MAP, so a multimodal posterior is not collapsed to one mode.
 """
 
+import hashlib
 import warnings
+from collections import OrderedDict
 from functools import partial
 from typing import NamedTuple
 
@@ -519,8 +521,45 @@ class ModelRun(NamedTuple):
         return {k: np.asarray(v).reshape(draws.shape[:-1] + v.shape[1:]) for k, v in sites.items()}
 
 
+#: How many set-ups [`model_run`][numpyro_transport.model.model_run] keeps (the latest ones).
+MODEL_RUN_CACHE_SIZE = 4
+_model_runs: OrderedDict = OrderedDict()
+
+
+def _value_key(leaf):
+    """A key equal for two leaves only if their values are: JAX arrays (immutable) by identity,
+    NumPy arrays by content, scalars and strings by value; ``None`` for anything else."""
+    if isinstance(leaf, jax.Array):
+        return ("jax", id(leaf))
+    if isinstance(leaf, np.ndarray):
+        digest = hashlib.blake2b(np.ascontiguousarray(leaf).tobytes(), digest_size=16)
+        return ("numpy", leaf.dtype.str, leaf.shape, digest.digest())
+    if isinstance(leaf, (bool, int, float, complex, str, bytes, np.generic)):
+        return ("value", type(leaf), leaf)
+    return None
+
+
+def _run_key(model, model_args, model_kwargs, reference):
+    """The cache key of a model bound to its arguments, or ``None`` when one of them is not a
+    value the key can vouch for (then nothing is cached)."""
+    leaves, treedef = jax.tree.flatten((model_args, model_kwargs, reference))
+    keys = tuple(_value_key(leaf) for leaf in leaves)
+    key = (model, treedef, keys)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return None if None in keys else key
+
+
 def model_run(model, model_args=(), model_kwargs=None, reference=None) -> ModelRun:
     """The NumPyro ``model`` bound to its arguments, checked and set up.
+
+    The latest ``MODEL_RUN_CACHE_SIZE`` set-ups are kept: the same model with equal arguments
+    (the same JAX arrays, NumPy arrays of equal content, equal scalars) gets the same
+    [`ModelRun`][numpyro_transport.model.ModelRun], so a second
+    [`transport`][numpyro_transport.transport] call neither sets the model up nor compiles its
+    sweeps again. The set-up's warnings are shown on every call.
 
     Args:
         model: a NumPyro model.
@@ -534,8 +573,30 @@ def model_run(model, model_args=(), model_kwargs=None, reference=None) -> ModelR
         log-density.
     """
     model_kwargs = dict(model_kwargs or {})
-    setup = setup_model(model, model_args, model_kwargs, reference=reference)
-    potential = setup.potential_fn_gen(*model_args, **model_kwargs)
-    return ModelRun(
-        model, tuple(model_args), model_kwargs, setup, flat_logdensity(potential, setup.unravel)
-    )
+    key = _run_key(model, model_args, model_kwargs, reference)
+    if key is not None and key in _model_runs:
+        _model_runs.move_to_end(key)
+        bound, caught = _model_runs[key]
+    else:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                setup = setup_model(model, model_args, model_kwargs, reference=reference)
+        except Exception:
+            _replay(caught)
+            raise
+        potential = setup.potential_fn_gen(*model_args, **model_kwargs)
+        logdensity = flat_logdensity(potential, setup.unravel)
+        bound = ModelRun(model, tuple(model_args), model_kwargs, setup, logdensity)
+        if key is not None:
+            _model_runs[key] = (bound, caught)
+            while len(_model_runs) > MODEL_RUN_CACHE_SIZE:
+                _model_runs.popitem(last=False)
+    _replay(caught)
+    return bound
+
+
+def _replay(caught):
+    """Show the recorded warnings of a set-up (at the caller of the front-end)."""
+    for caught_warning in caught:
+        warnings.warn(caught_warning.message, stacklevel=4)

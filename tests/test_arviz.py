@@ -25,6 +25,7 @@ from shared import (
 
 from numpyro_transport import (
     AST,
+    driver,
     log_evidence,
     log_evidence_interval,
     plots,
@@ -32,6 +33,7 @@ from numpyro_transport import (
     to_arviz,
     transport,
 )
+from numpyro_transport.model import model_run
 
 matplotlib.use("Agg")
 
@@ -144,6 +146,24 @@ def test_transport_result_of_a_model_to_arviz():
     assert list(ds["phase"].values).count("sample") == 2
     assert ds.attrs["log_evidence"] == result.log_evidence
     assert list(ds.attrs["log_evidence_interval"]) == list(result.log_evidence_interval)
+    # The same model and data again: the same set-up, and no new compilation of the sweeps.
+    compiled = driver._step._cache_size()
+    again = transport(
+        jax.random.key(2),
+        model=model,
+        model_args=(Y,),
+        num_warmup=3,
+        num_sweeps=2,
+        progress=False,
+        **OPTIONS,
+    )
+    assert again.model is result.model and driver._step._cache_size() == compiled
+    assert again.log_evidence != result.log_evidence  # another key
+    data = np.array(Y)  # NumPy data count by content: changed in place, another set-up
+    bound = model_run(model, (data,))
+    assert model_run(model, (data.copy(),)) is bound
+    data[0] += 1.0
+    assert model_run(model, (data,)) is not bound
 
 
 def test_transport_result_of_a_log_density_to_arviz():
