@@ -125,15 +125,10 @@ def test_transport_result_of_a_model_to_arviz():
     frozen sweeps, with the log-likelihood and the transport group. Seed 1 with three warm-up
     sweeps gives the draws and log Ẑ of the engine before the one-driver refactor (see
     test_api.py's ``test_same_key_same_draws_as_before_the_driver``)."""
-    result = transport(
-        jax.random.key(1),
-        model=model,
-        model_args=(Y,),
-        num_warmup=3,
-        num_sweeps=2,
-        progress=False,
-        **OPTIONS,
+    run = functools.partial(
+        transport, model=model, model_args=(Y,), num_warmup=3, num_sweeps=2, progress=False
     )
+    result = run(jax.random.key(1), **OPTIONS)
     assert result.log_evidence == pytest.approx(-7.119268930218327, abs=1e-4)
     expected = [0.8898565173149109, 0.86805659532547, 1.013067603111267, 1.6928737163543701]
     np.testing.assert_allclose(result.samples["mu"][:4], expected, rtol=1e-4)
@@ -148,15 +143,7 @@ def test_transport_result_of_a_model_to_arviz():
     assert list(ds.attrs["log_evidence_interval"]) == list(result.log_evidence_interval)
     # The same model and data again: the same set-up, and no new compilation of the sweeps.
     compiled = driver._step._cache_size()
-    again = transport(
-        jax.random.key(2),
-        model=model,
-        model_args=(Y,),
-        num_warmup=3,
-        num_sweeps=2,
-        progress=False,
-        **OPTIONS,
-    )
+    again = run(jax.random.key(2), **OPTIONS)
     assert again.model is result.model and driver._step._cache_size() == compiled
     assert again.log_evidence != result.log_evidence  # another key
     data = np.array(Y)  # NumPy data count by content: changed in place, another set-up
