@@ -142,7 +142,7 @@ def check_model(model, model_args=(), model_kwargs=None) -> tuple:
 
 
 class _Inspection(NamedTuple):
-    """What one prior trace of a model says (see [`_inspect`][])."""
+    """What one prior trace of a model says (see ``_inspect``)."""
 
     improper: tuple
     enumerated: bool
@@ -150,7 +150,7 @@ class _Inspection(NamedTuple):
 
 
 def _inspect(model, model_args, model_kwargs) -> _Inspection:
-    """Check one prior trace of the model ([`_check_trace`][]), traced abstractly with
+    """Check one prior trace of the model (``_check_trace``), traced abstractly with
     ``jax.eval_shape``: the checks need the sites, not their values, and nothing compiles."""
     found = []
 
@@ -540,16 +540,17 @@ def _value_key(leaf):
 
 
 def _run_key(model, model_args, model_kwargs, reference):
-    """The cache key of a model bound to its arguments, or ``None`` when one of them is not a
-    value the key can vouch for (then nothing is cached)."""
+    """The cache key of a model bound to its arguments and the leaves it was made of (a cache
+    entry holds them, so that no JAX array keyed by its ``id`` is freed and its ``id`` reused),
+    or ``(None, leaves)`` when one of them is not a value the key can vouch for."""
     leaves, treedef = jax.tree.flatten((model_args, model_kwargs, reference))
     keys = tuple(_value_key(leaf) for leaf in leaves)
     key = (model, treedef, keys)
     try:
         hash(key)
     except TypeError:
-        return None
-    return None if None in keys else key
+        return None, leaves
+    return (None if None in keys else key), leaves
 
 
 def model_run(model, model_args=(), model_kwargs=None, reference=None) -> ModelRun:
@@ -573,10 +574,10 @@ def model_run(model, model_args=(), model_kwargs=None, reference=None) -> ModelR
         log-density.
     """
     model_kwargs = dict(model_kwargs or {})
-    key = _run_key(model, model_args, model_kwargs, reference)
+    key, leaves = _run_key(model, model_args, model_kwargs, reference)
     if key is not None and key in _model_runs:
         _model_runs.move_to_end(key)
-        bound, caught = _model_runs[key]
+        bound, caught, _ = _model_runs[key]
     else:
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -589,7 +590,7 @@ def model_run(model, model_args=(), model_kwargs=None, reference=None) -> ModelR
         logdensity = flat_logdensity(potential, setup.unravel)
         bound = ModelRun(model, tuple(model_args), model_kwargs, setup, logdensity)
         if key is not None:
-            _model_runs[key] = (bound, caught)
+            _model_runs[key] = (bound, caught, leaves)
             while len(_model_runs) > MODEL_RUN_CACHE_SIZE:
                 _model_runs.popitem(last=False)
     _replay(caught)
