@@ -3,8 +3,9 @@
 The top level holds what a user calls. The building blocks (``driver``, ``sweep``, ``drift``,
 ``moves``, ``warmup``, ``pimh``, ``blackjax_api``, …) are importable from their modules.
 Importing the package loads no plotting or table library and registers nothing: the ArviZ
-conversion and [`compare_samplers`][numpyro_transport.comparison.compare_samplers] load ArviZ and
-pandas when first used. ``compare``, the former name of ``compare_samplers``, is a deprecated alias
+conversion, [`compare_samplers`][numpyro_transport.comparison.compare_samplers] and
+[`compare_models`][numpyro_transport.model_comparison.compare_models] load ArviZ and pandas when
+first used. ``compare``, the former name of ``compare_samplers``, is a deprecated alias
 kept for one release.
 """
 
@@ -31,17 +32,21 @@ _LAZY = {
     "compare_samplers": "numpyro_transport.comparison",
     "compare": "numpyro_transport.comparison",  # deprecated alias of compare_samplers
     "Comparison": "numpyro_transport.comparison",
+    "compare_models": "numpyro_transport.model_comparison",
+    "ModelComparison": "numpyro_transport.model_comparison",
 }
 
 __all__ = [
     "AST",
     "ASTState",
     "Comparison",
+    "ModelComparison",
     "Reference",
     "TransportConfig",
     "TransportResult",
     "combine_evidence",
     "compare",
+    "compare_models",
     "compare_samplers",
     "log_evidence",
     "log_evidence_interval",

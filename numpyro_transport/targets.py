@@ -2,6 +2,8 @@
 
 Each [`Target`][numpyro_transport.targets.Target] carries an unnormalized log-density over R^d and
 whatever is known exactly about it: log Z, mean, covariance, mode weights and an exact sampler.
+[`eight_schools_models`][numpyro_transport.targets.eight_schools_models] gives three NumPyro models
+of one data set with their exact evidences, for model comparison.
 """
 
 from collections.abc import Callable
@@ -9,9 +11,22 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
 from jax.scipy.special import logsumexp
+from scipy import integrate, stats
 
-__all__ = ["Target", "gaussian", "mixture", "two_mode", "gmm40", "funnel"]
+__all__ = [
+    "Target",
+    "gaussian",
+    "mixture",
+    "two_mode",
+    "gmm40",
+    "funnel",
+    "EIGHT_SCHOOLS",
+    "eight_schools_models",
+]
 
 
 class Target(NamedTuple):
@@ -174,3 +189,82 @@ def funnel(dim=10, scale=3.0):
 
     mean = jnp.zeros(dim)
     return Target(f"funnel d={dim}", logdensity_fn, dim, 0.0, mean, None, sample)
+
+
+#: The eight schools data (Rubin 1981): ``(sigma, y)``, the standard errors and the estimated
+#: coaching effects.
+EIGHT_SCHOOLS = (
+    np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]),
+    np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]),
+)
+
+
+def _pooled(sigma, y):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    with numpyro.plate("school", sigma.shape[0]):
+        numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
+
+
+def _hierarchical(sigma, y):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+    with numpyro.plate("school", sigma.shape[0]):
+        eta = numpyro.sample("eta", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(mu + tau * eta, sigma), obs=y)
+
+
+def _unpooled(sigma, y):
+    with numpyro.plate("school", sigma.shape[0]):
+        theta = numpyro.sample("theta", dist.Normal(0.0, 5.0))
+        numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
+
+
+def _log_normal_marginal(y, prior_var, school_var):
+    """log N(y; 0, prior_var·11ᵀ + diag(school_var)): the school effects share a N(0, prior_var)
+    mean, integrated out."""
+    cov = prior_var * np.ones((y.shape[0], y.shape[0])) + np.diag(school_var)
+    return float(stats.multivariate_normal(np.zeros(y.shape[0]), cov).logpdf(y))
+
+
+def _hierarchical_log_z(sigma, y) -> float:
+    """log ∫ HalfCauchy(τ; 5) N(y; 0, 25·11ᵀ + diag(τ² + σ²)) dτ, by adaptive quadrature."""
+    peak = max(_log_normal_marginal(y, 25.0, tau**2 + sigma**2) for tau in (0.0, 5.0, 20.0))
+
+    def integrand(tau):
+        log_prior = stats.halfcauchy(scale=5.0).logpdf(tau)
+        return np.exp(log_prior + _log_normal_marginal(y, 25.0, tau**2 + sigma**2) - peak)
+
+    value, _ = integrate.quad(integrand, 0.0, np.inf, epsabs=0.0, epsrel=1e-10, limit=200)
+    return peak + float(np.log(value))
+
+
+def eight_schools_models() -> dict:
+    """Three models of the eight schools data, with their exact log evidence.
+
+    With the data ``(sigma, y)`` of ``EIGHT_SCHOOLS`` (each model is called as
+    ``model(sigma, y)``):
+
+    - **pooled**: one effect μ ~ N(0, 5²) for all schools, y_j ~ N(μ, σ_j²); exactly
+      y ~ N(0, 25·11ᵀ + diag σ²);
+    - **hierarchical** (non-centred): μ ~ N(0, 5²), τ ~ HalfCauchy(5), θ_j = μ + τ·η_j with
+      η_j ~ N(0, 1); given τ, y ~ N(0, 25·11ᵀ + diag(τ² + σ²)), and log Z is the quadrature of
+      that over τ's prior;
+    - **unpooled**: independent effects θ_j ~ N(0, 5²); exactly y_j ~ N(0, 25 + σ_j²).
+
+    Returns:
+        ``{name: (model, log_z)}`` for ``"pooled"``, ``"hierarchical"`` and ``"unpooled"``.
+
+    Examples:
+        >>> from numpyro_transport.targets import eight_schools_models
+        >>> {name: round(log_z, 3) for name, (_, log_z) in eight_schools_models().items()}
+        {'pooled': -30.844, 'hierarchical': -31.311, 'unpooled': -31.521}
+    """
+    sigma, y = EIGHT_SCHOOLS
+    return {
+        "pooled": (_pooled, _log_normal_marginal(y, 25.0, sigma**2)),
+        "hierarchical": (_hierarchical, _hierarchical_log_z(sigma, y)),
+        "unpooled": (
+            _unpooled,
+            float(np.sum(stats.norm(0.0, np.sqrt(25.0 + sigma**2)).logpdf(y))),
+        ),
+    }
