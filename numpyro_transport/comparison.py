@@ -77,29 +77,49 @@ class Comparison:
     agreement: pd.DataFrame
 
     def plot(self, var_names=None, **plot_dist_kwargs):
-        """Overlay each sampler's marginals (``arviz_plots.plot_dist``, one colour per sampler).
+        """Overlay each sampler's marginals (``arviz_plots.plot_dist``, one colour per sampler)
+        and mark the parameters where they disagree.
 
-        The titles of parameters where the samplers disagree turn red and get a "≠".
+        A parameter flagged ``disagree`` in [`agreement`][numpyro_transport.comparison.Comparison]
+        gets a red title naming the samplers that disagree with the first one (``≠ nuts``). Each
+        panel is about 3.4 × 2.6 inches in a constrained layout, so that titles, tick labels and
+        the legend (titled "sampler") do not overlap; the point estimates are drawn without their
+        text, which two samplers with close means would print on top of each other.
 
         Args:
             var_names: the variables to plot (``arviz_plots.plot_dist``'s ``var_names``);
                 ``None`` plots them all.
-            **plot_dist_kwargs: other keyword arguments of ``arviz_plots.plot_dist``.
+            **plot_dist_kwargs: other keyword arguments of ``arviz_plots.plot_dist``; a
+                ``figure_kwargs`` with a ``figsize`` keeps that size, and ``visuals`` may turn
+                the point estimates' text back on (``{"point_estimate_text": {}}``).
 
         Returns:
             The ``PlotCollection`` (``.savefig(path)`` saves it).
         """
         import arviz_plots as azp  # noqa: PLC0415 (the plotting stack is loaded on demand)
 
-        pc = azp.plot_dist(dict(self.trees), var_names=var_names, **plot_dist_kwargs)
-        pc.add_legend("model")
-        flagged = set(self.agreement.loc[self.agreement["disagree"], "parameter"])
+        figure_kwargs = {"layout": "constrained", **plot_dist_kwargs.pop("figure_kwargs", {})}
+        visuals = {"point_estimate_text": False, **plot_dist_kwargs.pop("visuals", {})}
+        pc = azp.plot_dist(
+            dict(self.trees),
+            var_names=var_names,
+            figure_kwargs=figure_kwargs,
+            visuals=visuals,
+            **plot_dist_kwargs,
+        )
+        figure = pc.viz["figure"].item()
+        if "figsize" not in figure_kwargs:
+            rows, cols = figure.axes[0].get_gridspec().get_geometry()
+            figure.set_size_inches(3.4 * cols, 2.6 * rows)
+        pc.add_legend("model", title="sampler")
+        flagged = self.agreement[self.agreement["disagree"]].groupby("parameter")["sampler"]
+        against = {parameter: ", ".join(samplers) for parameter, samplers in flagged}
         for var, titles in pc.viz["title"].dataset.data_vars.items():
             for index in np.ndindex(*titles.shape):
                 label = f"{var}[{','.join(map(str, index))}]" if index else var
-                if label in flagged:
+                if label in against:
                     text = titles.values[index]
-                    text.set_text(f"{text.get_text()}  ≠")
+                    text.set_text(f"{text.get_text()}  ≠ {against[label]}")
                     text.set_color("C3")
         return pc
 

@@ -1,5 +1,5 @@
 """ArviZ round trip of an AST run (warnings are errors, as everywhere in this suite): groups,
-sample_stats names, the ``transport`` group, netCDF, and the diagnostic figures."""
+sample_stats names, the ``transport`` group and netCDF (the figures: test_plots.py)."""
 
 import functools
 import subprocess
@@ -7,7 +7,6 @@ import sys
 
 import arviz as az
 import jax
-import matplotlib
 import numpy as np
 import pytest
 import xarray as xr
@@ -28,14 +27,11 @@ from numpyro_transport import (
     driver,
     log_evidence,
     log_evidence_interval,
-    plots,
     sizing,
     to_arviz,
     transport,
 )
 from numpyro_transport.model import model_run
-
-matplotlib.use("Agg")
 
 
 @pytest.fixture(scope="module")
@@ -107,19 +103,6 @@ def test_transport_group_and_netcdf_round_trip(mcmc, tmp_path):
     xr.testing.assert_allclose(back["posterior"].dataset, tree["posterior"].dataset)
 
 
-@pytest.mark.parametrize("plot", [plots.plot_schedule, plots.plot_mmse, plots.plot_acceptance])
-def test_figures_save(mcmc, plot, tmp_path):
-    figure = plot(to_arviz(mcmc))
-    figure.savefig(tmp_path / "figure.png")
-    assert (tmp_path / "figure.png").stat().st_size > 0
-    matplotlib.pyplot.close(figure)
-
-
-def test_figures_need_the_transport_group(mcmc):
-    with pytest.raises(ValueError, match="No 'transport' group"):
-        plots.plot_schedule(az.from_numpyro(mcmc))
-
-
 def test_transport_result_of_a_model_to_arviz():
     """``transport()`` on a NumPyro model: constrained draws, and a DataTree whose chains are the
     frozen sweeps, with the log-likelihood and the transport group. Seed 1 with three warm-up
@@ -158,8 +141,6 @@ def test_transport_result_of_a_log_density_to_arviz():
     tree = result.to_arviz()
     assert dict(tree["posterior"].dataset["x"].sizes) == {"chain": 4, "draw": 256, "x_dim_0": 1}
     assert {"chain", "sweep", "step"} <= set(tree["transport"].dataset.dims)
-    with pytest.raises(ValueError, match="plot_acceptance needs the PIMH acceptance"):
-        plots.plot_acceptance(tree)
 
 
 def test_importing_the_package_first_keeps_from_numpyro_working():

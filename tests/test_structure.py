@@ -85,3 +85,45 @@ def test_import_has_no_side_effects():
     assert not heavy, heavy
     assert "listeners []" in out.stdout, out.stdout
     assert "numpyro_transport.driver" in loaded  # the check sees the package's own modules
+
+
+def _arviz_internals(tree) -> list[str]:
+    """What ``tree`` (a parsed module) takes from ArviZ beyond its public API: an import from a
+    private or ``io_*`` module of an ``arviz*`` package, a private name imported from ArviZ, and
+    any adapter class (``…Adapter``, the internals of ArviZ's converters)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.endswith("Adapter"):
+            found.append(node.attr)
+        if isinstance(node, ast.Import):
+            imported = [(alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported = [(node.module, alias.name) for alias in node.names]
+        else:
+            continue
+        for module, name in imported:
+            if not module.startswith("arviz"):
+                continue
+            if any(part.startswith(("_", "io_")) for part in module.split(".")[1:]):
+                found.append(module)
+            if name is not None and (name.startswith("_") or name.endswith("Adapter")):
+                found.append(f"{module}.{name}")
+    return found
+
+
+def test_arviz_through_its_public_api_only():
+    """No module of the package imports a private ArviZ module (``arviz_base.io_numpyro``, …)
+    or subclasses one of ArviZ's converter adapters: those change between ArviZ releases."""
+    found = {
+        path.name: internals
+        for path in sorted(PACKAGE.glob("*.py"))
+        if (internals := _arviz_internals(ast.parse(path.read_text())))
+    }
+    assert not found, found
+    # The check finds what it looks for.
+    bad = "from arviz_base.io_numpyro import NumPyroInferenceAdapter\nclass A(az.MCMCAdapter): ..."
+    assert _arviz_internals(ast.parse(bad)) == [
+        "arviz_base.io_numpyro",
+        "arviz_base.io_numpyro.NumPyroInferenceAdapter",
+        "MCMCAdapter",
+    ]
