@@ -6,6 +6,7 @@ They combine as Ẑ = mean_r Ẑ_r, and particle i of sweep r has weight ∝ Ẑ
 sampled in its unconstrained space ([`numpyro_transport.model`][numpyro_transport.model]).
 """
 
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -18,6 +19,7 @@ from jax.scipy.special import logsumexp
 
 from numpyro_transport import driver
 from numpyro_transport.config import TransportConfig
+from numpyro_transport.evidence_checks import EvidenceChecks, check_evidence
 from numpyro_transport.model import ModelRun, model_run
 from numpyro_transport.records import SweepRecord
 from numpyro_transport.reference import Reference, broad, from_moments
@@ -57,6 +59,9 @@ class TransportResult:
             sweeps, leading axis ``(num_warmup,)``.
         sweep_records: [`SweepRecord`][numpyro_transport.records.SweepRecord] of the frozen sweeps,
             leading axis ``(R,)``; e.g. ``sweep_records.steps.log_increment[:, :K]``.
+        evidence_checks: the [`EvidenceChecks`][numpyro_transport.evidence_checks.EvidenceChecks]
+            of the frozen sweeps (sweeps that disagree, a heavy right tail of Ẑ, collapsed
+            drift estimates); a warning was shown for each that failed.
         tempering_exponent: β̂ of the final reference: 1 when importance sampling from it
             reaches the target; below 1 the warm-up did not finish and a warning was shown.
         smc_ran: whether the warm-up first ran tempered SMC from a reference far from p.
@@ -77,6 +82,7 @@ class TransportResult:
     schedule: Schedule
     warmup_records: SweepRecord
     sweep_records: SweepRecord
+    evidence_checks: EvidenceChecks
     tempering_exponent: float
     smc_ran: bool
     smc_adopted: bool
@@ -287,7 +293,10 @@ def transport(
         progress=progress,
     )
     driver.warn_if_tempering_unfinished(run.state.warmup.temperature, "transport()")
-    return _result(run, k_final, bound, unravel)
+    result = _result(run, k_final, bound, unravel, config.num_inner * config.max_inner_blocks)
+    for message in result.evidence_checks.warnings:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return result
 
 
 def _samples(flat, bound: ModelRun | None, unravel):
@@ -300,8 +309,11 @@ def _samples(flat, bound: ModelRun | None, unravel):
     return flat
 
 
-def _result(run: driver.Run, rng_key, bound: ModelRun | None, unravel) -> TransportResult:
-    """Pool the frozen sweeps of ``run``: weights ∝ Ẑ_r W_r^i, equal-weight draws, evidence."""
+def _result(
+    run: driver.Run, rng_key, bound: ModelRun | None, unravel, max_inner: int
+) -> TransportResult:
+    """Pool the frozen sweeps of ``run``: weights ∝ Ẑ_r W_r^i, equal-weight draws, evidence,
+    and the evidence checks (``max_inner``: the cap of the inner size)."""
     sweeps = run.sweeps.result
     log_z = np.asarray(sweeps.log_evidence, np.float64)
     log_evidence, se = combine_evidence(log_z)
@@ -325,6 +337,7 @@ def _result(run: driver.Run, rng_key, bound: ModelRun | None, unravel) -> Transp
         schedule=jax.tree.map(np.asarray, warm.schedule),
         warmup_records=run.warmup.record,
         sweep_records=run.sweeps.record,
+        evidence_checks=check_evidence(log_z, run.sweeps.record, max_inner),
         tempering_exponent=float(warm.temperature),
         smc_ran=bool(run.state.smc_ran),
         smc_adopted=bool(run.state.smc_adopted),

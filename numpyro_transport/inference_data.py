@@ -4,8 +4,10 @@ The ``transport`` group holds per-step diagnostics of whole sweeps, dims
 ``(chain, sweep, step)``: every warm-up sweep (up to 64) and the latest sampling sweeps. Steps
 past a sweep's K are NaN. Per-sweep variables (``phase``, ``iteration``, ``sweep_log_evidence``,
 ``num_steps``, ``temperature``, ``refit_accepted``) have dims ``(chain, sweep)``; the group's
-attributes carry ``log_evidence`` and ``log_evidence_se`` (for an MCMC run, when it proposed at
-least two sampling sweeps) and the kernel's settings.
+attributes carry ``log_evidence``, ``log_evidence_se``, ``log_evidence_interval`` and the
+evidence checks' ``evidence_…`` fields (for an MCMC run, when it proposed at least two sampling
+sweeps; [`EvidenceChecks.attrs`][numpyro_transport.evidence_checks.EvidenceChecks.attrs]) and the
+kernel's settings.
 """
 
 import json
@@ -16,10 +18,12 @@ import arviz as az
 import jax
 import numpy as np
 import xarray as xr
-from arviz_base.io_numpyro import NumPyroInferenceAdapter
+from numpyro import handlers
 from numpyro.infer import MCMC
+from numpyro.infer import log_likelihood as pointwise_log_likelihood
 
 from numpyro_transport.driver import warn_if_tempering_unfinished
+from numpyro_transport.evidence_checks import EvidenceChecks, check_evidence
 from numpyro_transport.kernel import AST
 from numpyro_transport.records import SweepRecord
 from numpyro_transport.sizing import audit
@@ -54,7 +58,9 @@ def log_evidence(mcmc) -> tuple[float, float]:
     Warns (``RuntimeWarning``, with the measured numbers and the N to use) when the proposed
     sweeps show that N was too small: a spread of log Ẑ* beyond the ``num_particles="auto"``
     pilot's prediction, or a chain stuck for a stretch
-    ([`sizing.audit`][numpyro_transport.sizing.audit]).
+    ([`sizing.audit`][numpyro_transport.sizing.audit]); and when the evidence is suspect: a
+    proposed sweep far from the others, a heavy right tail of Ẑ*, collapsed drift estimates, or
+    chains whose log Ẑ disagree ([`evidence_checks`][numpyro_transport.evidence_checks]).
 
     Args:
         mcmc: a ``numpyro.infer.MCMC`` that ran the [`AST`][numpyro_transport.AST] kernel with
@@ -78,7 +84,7 @@ def log_evidence(mcmc) -> tuple[float, float]:
         >>> bool(abs(log_z + 0.5 * jnp.log(4 * jnp.pi)) < 4 * se + 0.01)
         True
     """
-    return combine_evidence(_proposed_log_evidence(mcmc))
+    return combine_evidence(_proposed_log_evidence(mcmc)[0])
 
 
 def log_evidence_interval(mcmc, level: float = 0.95) -> tuple[float, float]:
@@ -100,12 +106,13 @@ def log_evidence_interval(mcmc, level: float = 0.95) -> tuple[float, float]:
     Returns:
         ``(low, high)``, as floats.
     """
-    return evidence_interval(_proposed_log_evidence(mcmc), level)
+    return evidence_interval(_proposed_log_evidence(mcmc)[0], level)
 
 
-def _proposed_log_evidence(mcmc) -> np.ndarray:
-    """log Ẑ* of every sweep proposed in the sampling phase, after the checks and warnings of
-    [`log_evidence`][numpyro_transport.inference_data.log_evidence]."""
+def _proposed_log_evidence(mcmc) -> tuple[np.ndarray, EvidenceChecks]:
+    """log Ẑ* of every sweep proposed in the sampling phase and their
+    [`EvidenceChecks`][numpyro_transport.evidence_checks.EvidenceChecks], after the checks and
+    warnings of [`log_evidence`][numpyro_transport.inference_data.log_evidence]."""
     kernel = _kernel(mcmc)
     state = mcmc.last_state
     warn_if_tempering_unfinished(state.driver.warmup.temperature, "the AST chains")
@@ -117,7 +124,7 @@ def _proposed_log_evidence(mcmc) -> np.ndarray:
             "zero weight). A log-density cannot be +inf on a region of positive volume: the "
             "draws and the evidence are not those of a density. Return a finite value there.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     fields = mcmc.get_extra_fields(group_by_chain=True)
     missing = {"log_evidence", "new_sweep", "accept_prob"} - set(fields)
@@ -128,8 +135,6 @@ def _proposed_log_evidence(mcmc) -> np.ndarray:
     new = np.asarray(fields["new_sweep"], bool)
     per_chain = [np.asarray(fields["log_evidence"])[c][new[c]] for c in range(new.shape[0])]
     accept = [np.asarray(fields["accept_prob"])[c][new[c]] for c in range(new.shape[0])]
-    for message in audit(per_chain, accept, kernel.config.num_particles, kernel.sizing):
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
     proposed = np.concatenate(per_chain)
     if proposed.size < 2:
         raise ValueError(
@@ -137,7 +142,13 @@ def _proposed_log_evidence(mcmc) -> np.ndarray:
             "(one every draws_per_sweep sampling iterations). Run more num_samples, or give "
             "AST(..., draws_per_sweep=...) a smaller value."
         )
-    return proposed
+    config = kernel.config
+    max_inner = config.num_inner * config.max_inner_blocks
+    checks = check_evidence(proposed, state.sample_record, max_inner, per_chain)
+    messages = audit(per_chain, accept, kernel.config.num_particles, kernel.sizing)
+    for message in [*messages, *checks.warnings]:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return proposed, checks
 
 
 def _ordered(record: SweepRecord) -> tuple[SweepRecord, int]:
@@ -204,21 +215,50 @@ def transport_dataset(records, phases, attrs=None) -> xr.Dataset:
     return xr.Dataset(data, coords=coords, attrs=attrs or {})
 
 
-class _ResultAdapter(NumPyroInferenceAdapter):
-    """A [`TransportResult`][numpyro_transport.TransportResult] of a NumPyro model, seen by ArviZ's
-    NumPyro converter (for dims, observed data and the log-likelihood): chain = frozen sweep."""
+def _site_dims(trace) -> dict:
+    """Dims of the sample and deterministic sites of a model ``trace``, named as
+    ``az.from_numpyro`` names them: the site's plates, outermost first, then the names its
+    ``infer={"event_dims": [...]}`` gives."""
+    dims = {}
+    for name, site in trace.items():
+        if site["type"] not in ("sample", "deterministic"):
+            continue
+        plates = sorted(site.get("cond_indep_stack", []), key=lambda frame: frame.dim)
+        names = [frame.name for frame in plates] + list(site.get("infer", {}).get("event_dims", []))
+        if names:
+            dims[name] = names
+    return dims
 
-    def __init__(self, result):
-        run = result.model
-        shape = result.sweep_samples.shape[:2]
-        super().__init__(result, run.model, run.model_args, run.model_kwargs, shape)
 
-    @property
-    def sample_dims(self):
-        return ["chain", "draw"]
+def _model_trace(run, values) -> dict:
+    """NumPyro's trace of the model of ``run`` with its sites set to ``values``."""
+    model = handlers.substitute(handlers.seed(run.model, rng_seed=0), data=values)
+    return handlers.trace(model).get_trace(*run.model_args, **run.model_kwargs)
 
-    def get_samples(self, seed=None, **kwargs):
-        return self.posterior.model.constrain(self.posterior.sweep_samples)
+
+def _model_tree(run, draws, *, log_likelihood=False, dims=None, **from_dict_kwargs):
+    """The DataTree of ``draws`` (``(chain, draw, d)``, unconstrained) of a
+    [`ModelRun`][numpyro_transport.model.ModelRun], by ArviZ's and NumPyro's public functions:
+    the constrained and deterministic sites as the posterior, the observed sites (and the dims)
+    from a trace of the model at the first draw, and NumPyro's pointwise log-likelihood when
+    ``log_likelihood`` is true."""
+    posterior = run.constrain(draws)
+    trace = _model_trace(run, {name: value[0, 0] for name, value in posterior.items()})
+    observed = {
+        name: site["value"]
+        for name, site in trace.items()
+        if site["type"] == "sample" and site["is_observed"]
+    }
+    groups = {"posterior": posterior}
+    if observed:
+        groups["observed_data"] = jax.device_get(observed)
+        if log_likelihood:
+            pointwise = pointwise_log_likelihood(
+                run.model, posterior, *run.model_args, batch_ndims=2, **run.model_kwargs
+            )
+            groups["log_likelihood"] = jax.device_get(pointwise)
+    dims = _site_dims(trace) if dims is None else dims
+    return az.from_dict(groups, dims=dims, **from_dict_kwargs)
 
 
 def from_numpyro(posterior, **kwargs) -> xr.DataTree:
@@ -229,7 +269,7 @@ def from_numpyro(posterior, **kwargs) -> xr.DataTree:
     tensorflow_probability): the draws are fine, only the dims names are lost.
 
     Args:
-        posterior: what ``az.from_numpyro`` converts (an MCMC run, or an adapter of one).
+        posterior: the ``numpyro.infer.MCMC`` run that ``az.from_numpyro`` converts.
         **kwargs: keyword arguments of ``az.from_numpyro``; with explicit ``dims`` nothing is
             retried.
 
@@ -248,12 +288,13 @@ def _result_to_arviz(result, **from_numpyro_kwargs) -> xr.DataTree:
     if result.model is None:
         tree = az.from_dict({"posterior": {"x": result.sweep_samples}}, **from_numpyro_kwargs)
     else:
-        tree = from_numpyro(_ResultAdapter(result), **from_numpyro_kwargs)
+        tree = _model_tree(result.model, result.sweep_samples, **from_numpyro_kwargs)
     attrs = {
         "log_evidence": result.log_evidence,
         "log_evidence_se": result.log_evidence_se,
         "log_evidence_interval": list(result.log_evidence_interval),
         "dim": int(result.reference.mean.shape[-1]),
+        **result.evidence_checks.attrs(),
     }
     records = [
         jax.tree.map(lambda a: np.asarray(a)[None], r)  # one chain
@@ -268,14 +309,16 @@ def to_arviz(run, **from_numpyro_kwargs) -> xr.DataTree:
 
     For an MCMC run it is ``az.from_numpyro(mcmc, **from_numpyro_kwargs)`` plus the group. For a
     ``transport()`` result the posterior's chains are its frozen sweeps (each sweep's own
-    equal-weight draws), built by ArviZ's NumPyro converter for a model (so dims, observed data
-    and ``log_likelihood=True`` work) and as a variable ``x`` for a log-density.
+    equal-weight draws): for a model, its constrained and deterministic sites with the dims of
+    its plates, its observed data and, with ``log_likelihood=True``, NumPyro's pointwise
+    log-likelihood (``az.from_dict``); for a log-density, a variable ``x``.
 
     Args:
         run: a ``numpyro.infer.MCMC`` run of the [`AST`][numpyro_transport.AST] kernel, or a
             [`TransportResult`][numpyro_transport.TransportResult].
-        **from_numpyro_kwargs: keyword arguments of ``az.from_numpyro`` (``az.from_dict`` for
-            the result of a log-density).
+        **from_numpyro_kwargs: keyword arguments of ``az.from_numpyro``; for a ``transport()``
+            result, ``log_likelihood`` (of a model) and those of ``az.from_dict`` (``dims``,
+            ``coords``, …).
 
     Returns:
         The ``xarray.DataTree``, with the ``transport`` group of per-step diagnostics and the
@@ -312,9 +355,10 @@ def to_arviz(run, **from_numpyro_kwargs) -> xr.DataTree:
     }
     proposed = np.asarray(mcmc.get_extra_fields().get("new_sweep", [])).sum()
     if proposed >= 2:  # else no evidence: log_evidence(mcmc) says why
-        sweeps = _proposed_log_evidence(mcmc)
+        sweeps, checks = _proposed_log_evidence(mcmc)
         attrs["log_evidence"], attrs["log_evidence_se"] = combine_evidence(sweeps)
         attrs["log_evidence_interval"] = list(evidence_interval(sweeps))
+        attrs.update(checks.attrs())
     if kernel.sizing is not None:  # num_particles="auto": the pilot that chose N
         attrs.update(
             pilot_particles=kernel.sizing.pilot_particles,

@@ -1,6 +1,7 @@
 """Multimodal targets with known mode weights and log Z = 0."""
 
 import functools
+import warnings
 
 import jax
 import numpy as np
@@ -14,14 +15,19 @@ NUM_SWEEPS = 8
 @functools.cache
 def _run(dim, num_sweeps=NUM_SWEEPS, seed=0):
     target = targets.two_mode(dim=dim, weights=(0.3, 0.7))
-    result = transport(
-        jax.random.key(seed),
-        logdensity_fn=target.logdensity_fn,
-        reference=(np.zeros(dim), 4.0 * np.eye(dim)),
-        num_particles=256,
-        num_sweeps=num_sweeps,
-        progress=False,
-    )
+    with warnings.catch_warnings():
+        # At N = 256 Ẑ has a heavy right tail on this target: the evidence check flags a rare
+        # high sweep on some keys (d = 1, key 0: one sweep of 8 at log Ẑ = +0.43, the others
+        # within ±0.09), which these tests of the estimates themselves do not assert on.
+        warnings.filterwarnings("ignore", "Sweep .* lies far", RuntimeWarning)
+        result = transport(
+            jax.random.key(seed),
+            logdensity_fn=target.logdensity_fn,
+            reference=(np.zeros(dim), 4.0 * np.eye(dim)),
+            num_particles=256,
+            num_sweeps=num_sweeps,
+            progress=False,
+        )
     return target, result
 
 
