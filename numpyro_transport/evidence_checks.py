@@ -213,7 +213,8 @@ def check_evidence(
         )
         messages.append(
             f"The chains' log Ẑ disagree beyond their standard errors ({per_chain}; χ² test "
-            f"p = {chains_p:.1e}): they found different regions. Run more warm-up "
-            "(num_warmup) or more particles, and compare the chains' draws."
+            f"p = {chains_p:.1e}): they found different regions, or Ẑ* has a heavy right tail at "
+            "this number of particles and the standard errors understate the error. Raise "
+            "num_particles (and num_warmup), and compare the chains' draws."
         )
     return EvidenceChecks(sweep, p, pareto_k, inner, chains_p, tuple(messages))
