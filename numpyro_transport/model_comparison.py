@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
+from numpyro_transport import progress_bar
 from numpyro_transport.engine import TransportResult, transport
 from numpyro_transport.model import check_model
+from numpyro_transport.validation import real
 from numpyro_transport.weights import evidence_interval
 
 __all__ = ["ModelComparison", "compare_models"]
@@ -166,15 +168,16 @@ def compare_models(
             f"compare_models needs at least two models to compare; got {len(names)} "
             f"({names}). For one model's evidence use transport(key, model=...)."
         )
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1); got {level!r}. For a 95% interval use 0.95.")
+    level = real("level", level, 0, 1, open_low=True, open_high=True)
     prior = _model_prior(names, model_prior)
     for name in names:
         _refuse_improper(name, models[name], model_args, model_kwargs)
-    options = {"progress": True, **(transport_options or {})}
+    options = dict(transport_options or {})
     results, rows = {}, []
     *keys, k_probabilities = jax.random.split(rng_key, len(names) + 1)
-    for name, key in zip(names, keys, strict=True):
+    for i, (name, key) in enumerate(zip(names, keys, strict=True)):
+        if options.get("progress", True):
+            progress_bar.status(f"compare_models: model '{name}' ({i + 1} of {len(names)})")
         start = time.perf_counter()
         result = transport(
             key, model=models[name], model_args=model_args, model_kwargs=model_kwargs, **options
