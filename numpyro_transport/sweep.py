@@ -273,7 +273,7 @@ def build_kernel(logdensity_fn, config: TransportConfig):
             num_evaluations=jnp.asarray(n * m, jnp.int32) * num_blocks,
             num_retries=jnp.zeros((), jnp.int32),
             num_inner=num_blocks * m,
-            num_positive_infinite=jnp.sum(draws.num_positive_infinite),
+            num_positive_infinite=jnp.sum(draws.num_positive_infinite, dtype=jnp.int32),
         )
         return new_state, info
 

@@ -320,6 +320,17 @@ def test_transport_takes_a_model_with_an_improper_prior():
     assert np.all(np.isfinite(mu)) and abs(mu.mean() - float(Y.mean())) < 4 * 0.45
 
 
+def test_one_iteration_traces_in_64_bit():
+    """Under ``jax_enable_x64`` one iteration keeps every field's dtype (a loop carry that
+    turns int32 into int64 is a trace-time error of NumPyro's loop); traced, not compiled."""
+    with jax.enable_x64(True):
+        kernel = AST(model, num_particles=8, max_inner_blocks=1, progress_bar=False)
+        state = kernel.init(jax.random.key(0), 2, model_args=(Y,))
+        after = jax.eval_shape(kernel.sample, state, (Y,), {})
+    dtypes = lambda s: [(a.shape, a.dtype) for a in jax.tree.leaves(s)]  # noqa: E731
+    assert dtypes(after) == dtypes(state)
+
+
 @pytest.mark.slow
 def test_runs_in_64_bit():
     """Under ``jax_enable_x64`` the state keeps its dtypes through NumPyro's sampling loop, and
