@@ -28,7 +28,7 @@ from numpyro.util import identity, is_prng_key
 
 from numpyro_transport import driver, pimh, progress_bar, records, sizing
 from numpyro_transport.config import TransportConfig
-from numpyro_transport.model import flat_logdensity, laplace_reference, setup_model
+from numpyro_transport.model import flat_logdensity, setup_model
 from numpyro_transport.reference import Reference, broad, from_moments
 from numpyro_transport.validation import (
     boolean,
@@ -169,7 +169,8 @@ class AST(MCMCKernel):
         num_particles: N, particles per sweep; ``"auto"`` (default) chooses N at the first
             ``init`` from a pilot run so that one sweep's log Ẑ spreads by about 0.6
             ([`sizing`][numpyro_transport.sizing]); the choice is kept in ``kernel.sizing``.
-        reference: the first reference: ``None`` (default) for moments of prior draws;
+        reference: the first reference: ``None`` (default) for moments of prior draws (with
+            improper priors, the Laplace approximation where it is finite);
             ``"laplace"`` for NumPyro's Laplace approximation
             ([`laplace_reference`][numpyro_transport.model.laplace_reference]), for a unimodal
             posterior much narrower than its prior; or ``(mean, cov)`` over the flattened
@@ -375,13 +376,12 @@ class AST(MCMCKernel):
     def _target(self, init_params, model_args, model_kwargs, vectorized) -> _Target:
         """Set up the model (or the potential and ``init_params``) and the first reference."""
         if self._model is not None:
-            given = None if self._reference in (None, "laplace") else self._reference
             self._setup = setup_model(
                 self._model,
                 model_args,
                 model_kwargs,
                 num_prior_draws=self._num_prior_draws,
-                reference=given,
+                reference=self._reference,
             )
             prototype, reference = self._setup.init_z, self._setup.reference
         elif init_params is None:
@@ -391,9 +391,7 @@ class AST(MCMCKernel):
             reference = None
         flat, unravel = ravel_pytree(prototype)
         dim = flat.shape[0]
-        if self._reference == "laplace":
-            reference = laplace_reference(self._model, model_args, model_kwargs)
-        elif self._reference is not None and self._model is None:  # a model's set-up took it
+        if self._reference is not None and self._model is None:  # a model's set-up took it
             reference = from_moments(*check_reference(*self._reference, dim))
         logdensity = self._logdensity(model_args, model_kwargs, unravel)
         if self._model is None:

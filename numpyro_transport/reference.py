@@ -48,8 +48,10 @@ def from_moments(mean, cov, jitter=1e-6) -> Reference:
     Args:
         mean: ``(d,)`` mean.
         cov: ``(d, d)`` covariance (symmetrized here).
-        jitter: relative jitter, times the mean variance, added to the diagonal; it keeps the
-            Cholesky factor finite.
+        jitter: relative jitter: each coordinate's variance (the mean variance where it is
+            0) times this is added to the diagonal. It keeps the Cholesky factor finite and
+            leaves the correlations of coordinates on very different scales as they are (a
+            jitter relative to the mean variance would swamp a narrow coordinate).
 
     Returns:
         N(mean, cov), as a [`Reference`][numpyro_transport.Reference].
@@ -57,8 +59,9 @@ def from_moments(mean, cov, jitter=1e-6) -> Reference:
     mean = jnp.asarray(mean, dtype=jnp.result_type(float))
     cov = jnp.asarray(cov, dtype=mean.dtype)
     cov = 0.5 * (cov + cov.T)
-    scale = jnp.mean(jnp.diagonal(cov))
-    cov = cov + jitter * scale * jnp.eye(mean.shape[0], dtype=mean.dtype)
+    variances = jnp.diagonal(cov)
+    variances = jnp.where(variances > 0, variances, jnp.mean(variances))
+    cov = cov + jitter * jnp.diag(variances)
     return Reference(mean, jnp.linalg.cholesky(cov))
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax.scipy.special import logsumexp
-from scipy import integrate, stats
+from scipy import integrate, special, stats
 
 __all__ = [
     "Target",
@@ -26,6 +26,8 @@ __all__ = [
     "funnel",
     "EIGHT_SCHOOLS",
     "eight_schools_models",
+    "Regression",
+    "flat_regression",
 ]
 
 
@@ -268,3 +270,84 @@ def eight_schools_models() -> dict:
             float(np.sum(stats.norm(0.0, np.sqrt(25.0 + sigma**2)).logpdf(y))),
         ),
     }
+
+
+class Regression(NamedTuple):
+    """A NumPyro regression model, its data and its exact posterior.
+
+    Attributes:
+        model: the model, called as ``model(x, y)``.
+        x: the covariate, ``(n,)``.
+        y: the responses, ``(n,)``.
+        moments: ``{site: (posterior mean, posterior sd)}``.
+        mode: the posterior mode in the unconstrained coordinates ``(a, b, log s)`` (the
+            latent sites flattened in name order, as the kernel flattens them).
+        mode_cov: the inverse Hessian of the potential at ``mode``, the Laplace covariance.
+    """
+
+    model: Callable
+    x: np.ndarray
+    y: np.ndarray
+    moments: dict
+    mode: np.ndarray
+    mode_cov: np.ndarray
+
+
+def _flat_regression_model(x, y):
+    real, positive = dist.constraints.real, dist.constraints.positive
+    a = numpyro.sample("a", dist.ImproperUniform(real, (), ()))
+    b = numpyro.sample("b", dist.ImproperUniform(real, (), ()))
+    s = numpyro.sample("s", dist.ImproperUniform(positive, (), ()))
+    numpyro.sample("y", dist.Normal(a + b * x, s), obs=y)
+
+
+def flat_regression(num_data=50, start=1990.0, seed=1) -> Regression:
+    """y_i ~ N(a + b·x_i, s²) with flat priors on a, b and s > 0, on an uncentred covariate.
+
+    ``x`` is evenly spaced over [start, start + 10] (a calendar year, say) and
+    ``y = 3 + x/2 + N(0, 1)`` noise from ``seed``. With p(a, b, s) ∝ 1 the posterior is far
+    narrower than any prior and (a, b) are correlated to about −0.999999. In closed form, with
+    β̂ the least-squares fit, S its residual sum of squares, X = [1, x], n data and ν = n − 3:
+
+    - (a, b) is multivariate Student-t, ν degrees of freedom, mean β̂ and covariance
+      S/(ν − 2)·(XᵀX)⁻¹;
+    - s² is inverse-gamma((n − 3)/2, S/2), so E[s] = √(S/2)·Γ((n − 4)/2)/Γ((n − 3)/2);
+    - over (a, b, log s) (the Jacobian adds log s) the mode is (β̂, ½ log(S/(n − 1))) and the
+      inverse Hessian there is diag(S/(n − 1)·(XᵀX)⁻¹, 1/(2(n − 1))).
+
+    Args:
+        num_data: n.
+        start: the covariate's smallest value.
+        seed: seed of the noise.
+
+    Returns:
+        The [`Regression`][numpyro_transport.targets.Regression].
+
+    Examples:
+        >>> from numpyro_transport.targets import flat_regression
+        >>> target = flat_regression()
+        >>> {k: (round(m, 3), round(sd, 3)) for k, (m, sd) in target.moments.items()}
+        {'a': (51.501, 88.683), 'b': (0.476, 0.044), 's': (0.921, 0.097)}
+    """
+    x = np.linspace(start, start + 10.0, num_data)
+    y = 3.0 + 0.5 * x + np.random.default_rng(seed).normal(0.0, 1.0, num_data)
+    design = np.stack([np.ones(num_data), x], axis=1)
+    gram_inv = np.linalg.inv(design.T @ design)
+    beta = gram_inv @ design.T @ y
+    rss = float(np.sum((y - design @ beta) ** 2))
+    nu = num_data - 3
+    cov = rss / (nu - 2) * gram_inv
+    alpha = nu / 2
+    mean_s = np.sqrt(rss / 2) * np.exp(special.gammaln(alpha - 0.5) - special.gammaln(alpha))
+    sd_s = np.sqrt(rss / 2 / (alpha - 1) - mean_s**2)
+    moments = {
+        "a": (float(beta[0]), float(np.sqrt(cov[0, 0]))),
+        "b": (float(beta[1]), float(np.sqrt(cov[1, 1]))),
+        "s": (float(mean_s), float(sd_s)),
+    }
+    s2 = rss / (num_data - 1)
+    mode = np.append(beta, 0.5 * np.log(s2))
+    mode_cov = np.zeros((3, 3))
+    mode_cov[:2, :2] = s2 * gram_inv
+    mode_cov[2, 2] = 1 / (2 * (num_data - 1))
+    return Regression(_flat_regression_model, x, y, moments, mode, mode_cov)

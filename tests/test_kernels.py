@@ -213,3 +213,18 @@ def test_sweep_recovers_the_particles_log_density():
         result = run(beta)
         expected = jax.vmap(target.logdensity_fn)(result.particles)
         np.testing.assert_allclose(result.particle_log_density, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_reference_keeps_a_narrow_coordinate_and_its_correlation():
+    """An intercept with sd 85 and a slope with sd 0.043 at correlation −0.9999 (a regression
+    on an uncentred covariate): the reference's covariance is the given one to a relative 1e-5,
+    and the slope's variance given the intercept (1e-4 of its own) to 5 %. A jitter relative to
+    the mean variance (2.4e-3 here) would make that conditional variance 10,000 times wider."""
+    sd, rho = np.array([85.0, 0.043]), -0.9999
+    cov = np.outer(sd, sd) * np.array([[1.0, rho], [rho, 1.0]])
+    with jax.enable_x64(True):
+        reference = from_moments(np.zeros(2), cov)
+        got = np.asarray(reference.scale_tril @ reference.scale_tril.T)
+    np.testing.assert_allclose(got, cov, rtol=1e-5)
+    conditional = lambda c: c[1, 1] - c[0, 1] ** 2 / c[0, 0]  # noqa: E731
+    np.testing.assert_allclose(conditional(got), conditional(cov), rtol=0.05)
