@@ -10,6 +10,7 @@ and the same number of draws, 4 chains each (vectorized). The table gives, per s
 and compile time, the min bulk and tail ESS, ESS/s with and without compilation, the max z-error
 of the means against posteriordb's reference, evaluations and gradients, and the ratios
 AST/NUTS; compilation is counted separately (``compile_s``) and together (``ESS/s incl.``).
+``SYNTHETIC`` targets join the posteriordb ones with their exact posterior moments as reference.
 """
 
 import argparse
@@ -23,11 +24,28 @@ import jax
 import numpy as np
 import numpyro
 
-from benchmarks.posteriordb.models import POSTERIORS
+from benchmarks.posteriordb.models import POSTERIORS, Posterior
 from benchmarks.posteriordb.run import Settings, _num, report_head, run_posterior
+from numpyro_transport import targets
 
 #: AST's warm-up iterations, as in compare_samplers()'s default.
 AST_WARMUP = 5
+
+
+def _flat_regression() -> Posterior:
+    target = targets.flat_regression()
+    return Posterior(
+        "synthetic-flat_regression",
+        target.model,
+        lambda: {"x": target.x, "y": target.y},
+        lambda: target.moments,
+        lambda: None,
+    )
+
+
+#: Targets with closed-form posteriors that posteriordb lacks: a regression with flat priors on
+#: an uncentred covariate (posterior correlation −0.999999).
+SYNTHETIC = {p.name: p for p in [_flat_regression()]}
 
 
 def _row(result, table_row):
@@ -52,7 +70,9 @@ def measure(name, draws, chains, seed=0) -> dict:
         num_samples=draws, num_warmup=draws, num_chains=chains, ast_warmup=AST_WARMUP
     )
     tables = {}
-    results = run_posterior(name, settings, samplers=("nuts", "ast"), seed=seed, tables=tables)
+    results = run_posterior(
+        name, settings, ("nuts", "ast"), seed=seed, tables=tables, posterior=SYNTHETIC.get(name)
+    )
     return {r.sampler: _row(r, tables.get(r.sampler, {})) for r in results}
 
 
@@ -153,15 +173,18 @@ def render(rows, command, elapsed, draws, chains) -> str:
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--posteriors", help="comma-separated names (default: all nine)")
+    parser.add_argument(
+        "--posteriors", help="comma-separated names (default: the nine and the synthetic ones)"
+    )
     parser.add_argument("--draws", type=int, default=1000, help="draws per chain")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--out", default="docs/benchmarks_throughput.md")
     args = parser.parse_args(argv)
-    names = args.posteriors.split(",") if args.posteriors else list(POSTERIORS)
-    unknown = set(names) - POSTERIORS.keys()
+    known = list(POSTERIORS) + list(SYNTHETIC)
+    names = args.posteriors.split(",") if args.posteriors else known
+    unknown = set(names) - set(known)
     if unknown:
-        parser.error(f"unknown posteriors {sorted(unknown)}; choose among {list(POSTERIORS)}")
+        parser.error(f"unknown posteriors {sorted(unknown)}; choose among {known}")
     command = " ".join(["python -m benchmarks.throughput", *argv])
     start, rows = time.perf_counter(), {}
     for name in names:

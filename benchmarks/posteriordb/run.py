@@ -188,11 +188,14 @@ def _compare_samplers(posterior, data, samplers, settings, seed) -> dict:
     return outcomes
 
 
-def run_posterior(name, settings, samplers=SAMPLERS, seed=0, tables=None) -> list[Result]:
+def run_posterior(
+    name, settings, samplers=SAMPLERS, seed=0, tables=None, posterior=None
+) -> list[Result]:
     """Run ``samplers`` (NUTS among them) on posterior ``name`` through :func:`compare_samplers` and
     score them; one Result per sampler, in the order of ``samplers``. ``tables``, a dict, receives
-    each sampler's row of ``compare_samplers``'s table."""
-    posterior = POSTERIORS[name]
+    each sampler's row of ``compare_samplers``'s table. ``posterior``: a ``Posterior`` that is
+    not among posteriordb's (a synthetic target with exact moments)."""
+    posterior = POSTERIORS[name] if posterior is None else posterior
     skipped = {}
     if name in FLAT_PRIORS and "smc" in samplers:
         skipped["smc"] = f"skipped: improper prior ({FLAT_PRIORS[name]}), log Z undefined"
