@@ -49,7 +49,8 @@ def test_eight_schools_table_and_figure(tmp_path):
     """Seed 0: every sampler gets a row with the documented columns; AST and BlackJAX SMC give
     log Z; NUTS counts divergences and gradients; deterministic sites join the agreement table;
     the figure saves. AST runs with the 32 particles that ``num_particles="auto"`` picks here
-    (tested in the slow test below). The default suite checks the same table on two modes."""
+    (tested in the slow test below). The default suite checks AST's and NUTS's rows on two
+    modes."""
     result = compare_samplers(
         eight_schools,
         jax.random.key(0),
@@ -127,26 +128,24 @@ def test_two_modes_nuts_weight_error_shows_against_ast(tmp_path):
     """Seed 3, 2 chains each. The weight of the right mode (0.7): AST within 4 Monte Carlo
     standard errors (ESS of the indicator draws), and its log Z (= 0) within 4 se; NUTS, whose
     chains cannot cross the gap, off by more than 0.15 and by more than 4 se; the agreement
-    table flags x. The table has the documented columns for all three samplers (AST and
-    BlackJAX SMC give log Z, NUTS gradients), and the figure saves."""
+    table flags x. The table has the documented columns (AST gives log Z, NUTS gradients), and
+    the figure saves; BlackJAX SMC's row is checked by the slow eight-schools test."""
     result = compare_samplers(
         two_modes,
         jax.random.key(3),
-        samplers=("ast", "nuts", "smc"),
         num_warmup=200,
         num_samples=200,
         ast_warmup=3,
         ast_options=dict(num_particles=64),
-        smc_options=dict(num_mcmc_steps=5),
         progress_bar=False,
     )
     table = result.table
-    assert list(table.columns) == COLUMNS and list(table.index) == ["ast", "nuts", "smc"]
-    assert np.isfinite(table.loc[["ast", "smc"], "log_z"].astype(float)).all()
+    assert list(table.columns) == COLUMNS and list(table.index) == ["ast", "nuts"]
+    assert np.isfinite(float(table.loc["ast", "log_z"]))
     assert np.isnan(float(table.loc["nuts", "log_z"]))
     assert table.loc["ast", "gradients"] == 0 and table.loc["nuts", "gradients"] > 0
     assert (table["evaluations"] > 0).all() and (table["wall_s"] > table["compile_s"]).all()
-    assert set(result.agreement["sampler"]) == {"nuts", "smc"}
+    assert set(result.agreement["sampler"]) == {"nuts"}
     result.plot(var_names=["x"]).savefig(tmp_path / "compare.png")
     assert (tmp_path / "compare.png").stat().st_size > 0
     right = _right_mode_draws(result.trees["ast"])
