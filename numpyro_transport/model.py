@@ -428,21 +428,37 @@ def setup_model(
     return setup
 
 
+#: Share of the Laplace reference's draws where the density must be finite for an improper-prior
+#: model to start from it: a mode inside the support gives about 1, a mode on the edge of the
+#: region where the density is finite about ½.
+LAPLACE_MIN_FINITE = 0.9
+
+
 def _improper_reference(potential_fn, init_z, unravel, broad_moments) -> Reference:
     """The first reference of a model with improper priors: the Laplace approximation, or, where
-    it is not finite, the prior moments with N(0, ``IMPROPER_SCALE``²) on the improper sites."""
+    it is not finite or most of its draws are not (a mode on the edge of the support), the
+    prior moments with N(0, ``IMPROPER_SCALE``²) on the improper sites."""
     try:
-        return _laplace(potential_fn, init_z, unravel, LAPLACE_INFLATION)
+        reference = _laplace(potential_fn, init_z, unravel, LAPLACE_INFLATION)
     except ValueError:
-        warnings.warn(
-            "The model has improper priors and its Laplace approximation is not finite (no "
-            f"mode, or a flat direction): the first reference takes N(0, {IMPROPER_SCALE}²) in "
-            "the improper sites' unconstrained coordinates. If the posterior is much narrower, "
-            "give AST(..., reference=(mean, cov)) or proper priors.",
-            UserWarning,
-            stacklevel=5,
-        )
-        return broad_moments
+        reason = "it is not finite: no mode, or a flat direction"
+    else:
+        noise = np.random.default_rng(0).standard_normal((512, reference.mean.shape[0]))
+        draws = reference.mean + jnp.asarray(noise, reference.mean.dtype) @ reference.scale_tril.T
+        energy = jax.jit(jax.vmap(lambda u: potential_fn(unravel(u))))(draws)
+        finite = float(np.mean(np.isfinite(np.asarray(energy))))
+        if finite >= LAPLACE_MIN_FINITE:
+            return reference
+        reason = f"only {finite:.0%} of its draws have a finite density: its mode is on an edge"
+    warnings.warn(
+        f"The model has improper priors and its Laplace approximation cannot start ({reason}): "
+        f"the first reference takes N(0, {IMPROPER_SCALE}²) in the improper sites' "
+        "unconstrained coordinates. If the posterior is much narrower, give "
+        "AST(..., reference=(mean, cov)) or proper priors.",
+        UserWarning,
+        stacklevel=5,
+    )
+    return broad_moments
 
 
 class _PriorDraws(NamedTuple):
