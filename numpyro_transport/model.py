@@ -232,8 +232,8 @@ def _robust_moments(draws):
     return mean, centred.T @ centred / (draws.shape[0] - 1)
 
 
-def laplace_reference(model, model_args=(), model_kwargs=None, *, inflation=1.2) -> Reference:
-    """N(MAP, inflation·H⁻¹): the Laplace approximation of the posterior.
+def laplace_reference(model, model_args=(), model_kwargs=None) -> Reference:
+    """N(MAP, ``LAPLACE_INFLATION``·H⁻¹): the Laplace approximation of the posterior.
 
     In unconstrained space, over the latents flattened as the kernel flattens them
     (``ravel_pytree`` of the site dict): the mode by optax's L-BFGS from the model's first
@@ -251,25 +251,23 @@ def laplace_reference(model, model_args=(), model_kwargs=None, *, inflation=1.2)
         model: a NumPyro model.
         model_args: positional arguments of the model.
         model_kwargs: keyword arguments of the model.
-        inflation: factor of the covariance H⁻¹ (a reference slightly too wide is safer than
-            one too narrow).
 
     Returns:
-        N(MAP, inflation·H⁻¹), as a [`Reference`][numpyro_transport.Reference].
+        N(MAP, 1.2·H⁻¹), as a [`Reference`][numpyro_transport.Reference]: the first reference of
+        [`setup_model`][numpyro_transport.model.setup_model] with ``reference="laplace"``.
 
     Raises:
         ValueError: the mode search or the Hessian gave a non-finite value, or the Hessian is
             not positive definite at the mode found (no mode, or a flat direction).
     """
-    setup = setup_model(model, model_args, model_kwargs or {})
-    potential = setup.potential_fn_gen(*model_args, **(model_kwargs or {}))
-    return _laplace(potential, setup.init_z, setup.unravel, inflation)
+    return setup_model(model, model_args, model_kwargs, reference="laplace").reference
 
 
 #: L-BFGS iterations of the mode search, and its tolerance on the gradient's norm.
 MODE_MAX_ITERATIONS = 500
 MODE_TOLERANCE = 1e-6
-#: Covariance inflation of the Laplace reference that the set-up chooses itself.
+#: Covariance inflation of the Laplace reference (a reference slightly too wide is safer than
+#: one too narrow).
 LAPLACE_INFLATION = 1.2
 
 
@@ -298,7 +296,7 @@ def _mode_and_hessian(potential, start):
     return mode, jax.hessian(potential)(mode)
 
 
-def _laplace(potential_fn, init_z, unravel, inflation) -> Reference:
+def _laplace(potential_fn, init_z, unravel) -> Reference:
     """[`laplace_reference`][numpyro_transport.model.laplace_reference] of a potential over
     latent pytrees, from ``init_z``."""
 
@@ -328,7 +326,7 @@ def _laplace(potential_fn, init_z, unravel, inflation) -> Reference:
             f"mode found (a saddle, or a flat direction). {fix}"
         ) from None
     inverse = np.linalg.solve(tril.T, np.linalg.solve(tril, np.eye(mode.size)))
-    return from_moments(mode, inflation * inverse * np.outer(scale, scale))
+    return from_moments(mode, LAPLACE_INFLATION * inverse * np.outer(scale, scale))
 
 
 def setup_model(
@@ -415,7 +413,7 @@ def setup_model(
     if improper:  # an improper posterior is refused before any mode search
         _check_proper(flat_logdensity(potential, unravel), ref, init_z, improper)
     if reference == "laplace":
-        ref = _laplace(potential, init_z, unravel, LAPLACE_INFLATION)
+        ref = _laplace(potential, init_z, unravel)
     elif reference is None and improper:
         ref = _improper_reference(potential, init_z, unravel, ref)
     postprocess_fn_gen = info.postprocess_fn
@@ -439,14 +437,15 @@ def _improper_reference(potential_fn, init_z, unravel, broad_moments) -> Referen
     it is not finite or most of its draws are not (a mode on the edge of the support), the
     prior moments with N(0, ``IMPROPER_SCALE``²) on the improper sites."""
     try:
-        reference = _laplace(potential_fn, init_z, unravel, LAPLACE_INFLATION)
+        reference = _laplace(potential_fn, init_z, unravel)
     except ValueError:
         reason = "it is not finite: no mode, or a flat direction"
     else:
-        noise = np.random.default_rng(0).standard_normal((512, reference.mean.shape[0]))
-        draws = reference.mean + jnp.asarray(noise, reference.mean.dtype) @ reference.scale_tril.T
-        energy = jax.jit(jax.vmap(lambda u: potential_fn(unravel(u))))(draws)
-        finite = float(np.mean(np.isfinite(np.asarray(energy))))
+        tril = np.asarray(reference.scale_tril, np.float64)
+        _, finite = _finite_draws(
+            lambda u: potential_fn(unravel(u)), np.asarray(reference.mean), tril @ tril.T
+        )
+        finite = float(np.mean(finite))
         if finite >= LAPLACE_MIN_FINITE:
             return reference
         reason = f"only {finite:.0%} of its draws have a finite density: its mode is on an edge"
@@ -506,15 +505,21 @@ def _prior_draws(
     return _PriorDraws(flat, potential, unravels[0], first_key)
 
 
+def _finite_draws(potential, mean, cov, num=512):
+    """``num`` draws of N(mean, cov) (NumPy seed 0), and where the flat ``potential`` is finite
+    at them (one compiled program)."""
+    draws = np.random.default_rng(0).multivariate_normal(mean, cov, num)
+    energy = jax.jit(jax.vmap(potential))(jnp.asarray(draws, jnp.result_type(float)))
+    return draws, np.isfinite(np.asarray(energy))
+
+
 def _finite_reference_draw(model, model_args, model_kwargs, reference, unravel, enum):
     """The first of 512 draws of the user's ``reference`` where the potential is finite."""
-    mean, cov = reference
-    draws = np.random.default_rng(0).multivariate_normal(mean, cov, 512)
 
     def potential(u):
         return potential_energy(model, model_args, model_kwargs, unravel(u), enum=enum)
 
-    finite = np.isfinite(np.asarray(jax.jit(jax.vmap(potential))(jnp.asarray(draws))))
+    draws, finite = _finite_draws(potential, *reference)
     if not finite.any():
         raise ValueError(
             "The potential is NaN or infinite at all 512 draws of the given reference, so no "
