@@ -1,4 +1,5 @@
-"""Run AST next to NUTS (and BlackJAX's tempered SMC) on one NumPyro model: one table, one figure.
+"""Run AST next to NUTS (and BlackJAX's tempered SMC and nested slice sampling) on one NumPyro
+model: one table, one figure.
 
 [`compare_samplers`][numpyro_transport.comparison.compare_samplers] runs each sampler on the same
 model and data and returns a [`Comparison`][numpyro_transport.comparison.Comparison]: one ArviZ
@@ -19,7 +20,7 @@ import pandas as pd
 from jax import monitoring
 from numpyro.infer import MCMC, NUTS
 
-from numpyro_transport.baselines import blackjax_smc
+from numpyro_transport.baselines import blackjax_nss, blackjax_smc
 from numpyro_transport.inference_data import from_numpyro, log_evidence, to_arviz
 from numpyro_transport.kernel import AST
 from numpyro_transport.model import model_run
@@ -27,7 +28,7 @@ from numpyro_transport.weights import combine_evidence
 
 __all__ = ["Comparison", "compare_samplers", "compare", "SAMPLERS"]
 
-SAMPLERS = ("ast", "nuts", "smc")
+SAMPLERS = ("ast", "nuts", "smc", "nss")
 
 _COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_to_mlir_module_duration",
@@ -60,7 +61,8 @@ class Comparison:
         table: one row per sampler: ``wall_s`` (everything, compilation included),
             ``compile_s``, ``ess_bulk_min``, ``ess_tail_min``, ``ess_per_s`` (min bulk ESS over
             the wall time net of compilation), ``r_hat_max``, ``divergences`` (NUTS), ``log_z``
-            and ``log_z_se`` (AST; SMC's ``log_z_se`` is the sd over its runs/√runs),
+            and ``log_z_se`` (AST, SMC and NSS; SMC's ``log_z_se`` is the sd over its
+            runs/√runs, NSS's √(Σ se_r²)/R from the R runs' own standard errors),
             ``evaluations`` and ``gradients`` (log-density evaluations, with and without
             gradient).
         agreement: one row per scalar parameter and sampler other than the first:
@@ -135,6 +137,7 @@ def compare_samplers(
     ast_warmup: int = 5,
     ast_options: dict | None = None,
     smc_options: dict | None = None,
+    nss_options: dict | None = None,
     progress_bar: bool = True,
     **model_kwargs,
 ) -> Comparison:
@@ -144,16 +147,20 @@ def compare_samplers(
         model: a NumPyro model.
         rng_key: a JAX PRNG key (each sampler gets its own split).
         *model_args: positional arguments of the model.
-        samplers: names among ``"ast"``, ``"nuts"`` and ``"smc"`` (BlackJAX adaptive tempered
-            SMC with tuned HMC moves, from the same prior-moment Gaussian reference as AST). The
+        samplers: names among ``"ast"``, ``"nuts"``, ``"smc"`` (BlackJAX adaptive tempered
+            SMC with tuned HMC moves, from the same prior-moment Gaussian reference as AST) and
+            ``"nss"`` (BlackJAX nested slice sampling with that reference as its prior). The
             first one is the reference of the agreement table.
         num_warmup: NUTS warm-up iterations.
-        num_samples: draws per chain (for SMC: particles per run).
-        num_chains: independent chains, vectorized (for SMC: independent runs,
+        num_samples: draws per chain (for SMC: particles per run; for NSS: draws resampled
+            from each run's weighted dead points).
+        num_chains: independent chains, vectorized (for SMC and NSS: independent runs,
             vectorized).
         ast_warmup: AST warm-up iterations; each is a whole adaptive sweep, so a few suffice.
         ast_options: options of [`AST`][numpyro_transport.AST] (``num_particles``, …).
         smc_options: options of [`blackjax_smc`][numpyro_transport.baselines.blackjax_smc].
+        nss_options: options of [`blackjax_nss`][numpyro_transport.baselines.blackjax_nss]
+            (``num_live``, …).
         progress_bar: a progress bar per MCMC sampler.
         **model_kwargs: keyword arguments of the model.
 
@@ -185,7 +192,8 @@ def compare_samplers(
     runs = {
         "ast": lambda key: _run_ast(key, *problem, ast_warmup, ast_options, **settings),
         "nuts": lambda key: _run_nuts(key, *problem, num_warmup, **settings),
-        "smc": lambda key: _run_smc(key, *problem, smc_options, **settings),
+        "smc": lambda key: _run_baseline(blackjax_smc, key, *problem, smc_options, **settings),
+        "nss": lambda key: _run_baseline(blackjax_nss, key, *problem, nss_options, **settings),
     }
     _listen_to_compiles()
     trees, rows = {}, {}
@@ -281,24 +289,27 @@ def _run_nuts(key, model, model_args, model_kwargs, num_warmup, **settings):
     return from_numpyro(mcmc), row
 
 
-def _run_smc(key, model, model_args, model_kwargs, options, num_samples, num_chains, **_):
-    """``num_chains`` independent SMC runs of ``num_samples`` particles; chain = run."""
+#: The keyword that sets a baseline's draws per run.
+_DRAWS = {blackjax_smc: "num_particles", blackjax_nss: "num_samples"}
+
+
+def _run_baseline(
+    baseline, key, model, model_args, model_kwargs, options, num_samples, num_chains, **_
+):
+    """``num_chains`` independent runs of ``baseline`` (``blackjax_smc`` or ``blackjax_nss``)
+    from AST's reference, ``num_samples`` draws each; chain = run."""
     run = model_run(model, model_args, model_kwargs)
     ref = run.setup.reference
-    out = blackjax_smc(
-        key,
-        run.logdensity,
-        ref.mean,
-        ref.scale_tril,
-        num_particles=num_samples,
-        num_runs=num_chains,
-        **(options or {}),
-    )
-    samples = np.asarray(out["samples"]).reshape(num_chains, num_samples, -1)
+    options = {_DRAWS[baseline]: num_samples, **(options or {})}
+    out = baseline(key, run.logdensity, ref.mean, ref.scale_tril, num_runs=num_chains, **options)
+    samples = np.asarray(out["samples"]).reshape(num_chains, -1, ref.mean.shape[0])
     tree = az.from_dict({"posterior": run.constrain(samples)})
     log_z = np.atleast_1d(out["log_z"])
     pooled, _ = combine_evidence(log_z)
-    se = float(np.std(log_z, ddof=1) / np.sqrt(log_z.size)) if log_z.size > 1 else np.nan
+    if "log_z_se" in out:  # NSS: each run's own standard error
+        se = float(np.sqrt(np.sum(np.square(out["log_z_se"]))) / log_z.size)
+    else:  # SMC: the spread over runs
+        se = float(np.std(log_z, ddof=1) / np.sqrt(log_z.size)) if log_z.size > 1 else np.nan
     row = dict(
         log_z=pooled,
         log_z_se=se,
