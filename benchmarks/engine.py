@@ -209,12 +209,14 @@ COLUMNS = [
 ]
 
 
-def table(rows):
-    lines = ["| " + " | ".join(h for _, h, _ in COLUMNS) + " |"]
-    lines.append("|" + "---|" * len(COLUMNS))
+def table(rows, columns=COLUMNS):
+    """A markdown table of ``rows`` with ``columns`` (key, header, format); a missing or NaN
+    value is a dash."""
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |"]
+    lines.append("|" + "---|" * len(columns))
     for row in rows:
         cells = [
-            fmt.format(row[k]) if k in row and row[k] == row[k] else "–" for k, _, fmt in COLUMNS
+            fmt.format(row[k]) if k in row and row[k] == row[k] else "–" for k, _, fmt in columns
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

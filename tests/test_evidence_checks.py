@@ -17,8 +17,8 @@ from numpyro_transport.evidence_checks import (
     independent_estimates,
     sweep_outlier,
 )
-from numpyro_transport.weights import evidence_interval
 from numpyro_transport.records import empty_record
+from numpyro_transport.weights import evidence_interval
 
 
 @pytest.mark.parametrize("num_sweeps", [3, 4, 16, 31])
